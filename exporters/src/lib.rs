@@ -1,0 +1,26 @@
+//! Prometheus exporters for Carbonio nodes.
+//!
+//! Each exporter gathers its families on every scrape (no background polling)
+//! and hands them to [`serve`], which negotiates the exposition format,
+//! compresses, and applies the exporter-toolkit style web config (TLS, basic auth).
+
+pub mod exposition;
+pub mod node;
+pub mod process;
+pub mod procfs;
+pub mod selfmetrics;
+pub mod serve;
+pub mod textparse;
+pub mod webconfig;
+
+pub use exposition::{Family, Kind, Sample};
+
+/// Something `serve` can scrape. `gather` runs on a blocking thread.
+pub trait Exporter: Send + Sync + 'static {
+    /// Metric name prefix used for `<prefix>_build_info` and scrape bookkeeping.
+    fn build_info_name(&self) -> &'static str;
+    /// Collects all families for one scrape.
+    fn gather(&self) -> Vec<Family>;
+    /// One-line description for the landing page.
+    fn title(&self) -> &'static str;
+}

@@ -1,0 +1,228 @@
+//! Reading one scan of /proc for the process exporter. A process that
+//! vanishes mid-read is skipped; unreadable optional files count as partial errors.
+
+use super::config::ProcAttrs;
+use super::Counters;
+use crate::procfs::{self, ReadError};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::OnceLock;
+
+pub struct ProcSample {
+    pub attrs: ProcAttrs,
+    pub ppid: i32,
+    pub start_ticks: u64,
+    pub state: char,
+    pub counters: Counters,
+    pub resident: f64,
+    pub virtual_: f64,
+    pub swapped: f64,
+    pub pss: f64,
+    pub swap_pss: f64,
+    pub open_fds: f64,
+    pub max_fds: f64,
+    pub num_threads: f64,
+    pub start_time: f64,
+}
+
+pub struct ThreadSample {
+    pub name: String,
+    pub counters: Counters,
+    pub wchan: String,
+}
+
+pub struct Scan {
+    pub procs: Vec<ProcSample>,
+    pub procread_errors: u64,
+    pub partial_errors: u64,
+}
+
+pub fn scan(proc_root: &Path, smaps: bool) -> Result<Scan, ReadError> {
+    let boot = procfs::boot_time(proc_root)?;
+    let ticks = procfs::clock_ticks();
+    let page = procfs::page_size() as f64;
+    let mut out = Scan {
+        procs: Vec::new(),
+        procread_errors: 0,
+        partial_errors: 0,
+    };
+    for pid in procfs::list_pids(proc_root)? {
+        match read_proc(proc_root, pid, boot, ticks, page, smaps) {
+            Ok((p, partial)) => {
+                out.partial_errors += partial;
+                out.procs.push(p);
+            }
+            Err(e) if e.is_not_found() => {} // exited between listing and reading
+            Err(e) => {
+                tracing::debug!(pid, error = %e, "reading process failed");
+                out.procread_errors += 1;
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn read_proc(
+    root: &Path,
+    pid: i32,
+    boot: f64,
+    ticks: f64,
+    page: f64,
+    smaps: bool,
+) -> Result<(ProcSample, u64), ReadError> {
+    let dir = root.join(pid.to_string());
+    let stat_path = dir.join("stat");
+    let stat = procfs::parse_stat(&stat_path, &procfs::read_string(&stat_path)?)?;
+    let cmdline = std::fs::read(dir.join("cmdline")).unwrap_or_default();
+    let cmdline: Vec<String> = cmdline
+        .split(|b| *b == 0)
+        .filter(|s| !s.is_empty())
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .collect();
+    let status = procfs::parse_status(&procfs::read_string(&dir.join("status"))?);
+    let mut partial = 0;
+    let (read_bytes, write_bytes) = match procfs::read_string(&dir.join("io")) {
+        Ok(t) => procfs::parse_io(&t),
+        Err(_) => {
+            partial += 1;
+            (0, 0)
+        }
+    };
+    let open_fds = match procfs::count_fds(&dir.join("fd")) {
+        Ok(n) => n as f64,
+        Err(_) => {
+            partial += 1;
+            0.0
+        }
+    };
+    let max_fds = procfs::read_string(&dir.join("limits"))
+        .ok()
+        .and_then(|l| procfs::parse_max_fds(&l))
+        .map_or(0.0, |v| v as f64);
+    let (pss, swap_pss) = if smaps {
+        match procfs::read_string(&dir.join("smaps_rollup")) {
+            Ok(t) => smaps_rollup(&t),
+            Err(e) if e.is_not_found() => (0.0, 0.0),
+            Err(_) => {
+                partial += 1;
+                (0.0, 0.0)
+            }
+        }
+    } else {
+        (0.0, 0.0)
+    };
+    let start_time = boot + stat.starttime as f64 / ticks;
+    let username = status.uid.map(user_name).unwrap_or_default();
+    let sample = ProcSample {
+        attrs: ProcAttrs {
+            pid,
+            comm: stat.comm.clone(),
+            cmdline,
+            username,
+            start_time,
+        },
+        ppid: stat.ppid,
+        start_ticks: stat.starttime,
+        state: stat.state,
+        counters: Counters {
+            cpu_user: stat.utime as f64 / ticks,
+            cpu_system: stat.stime as f64 / ticks,
+            read_bytes: read_bytes as f64,
+            write_bytes: write_bytes as f64,
+            major_faults: stat.majflt as f64,
+            minor_faults: stat.minflt as f64,
+            ctx_voluntary: status.voluntary_ctxt_switches as f64,
+            ctx_nonvoluntary: status.nonvoluntary_ctxt_switches as f64,
+        },
+        resident: stat.rss as f64 * page,
+        virtual_: stat.vsize as f64,
+        swapped: status.vm_swap as f64,
+        pss,
+        swap_pss,
+        open_fds,
+        max_fds,
+        num_threads: stat.num_threads as f64,
+        start_time,
+    };
+    Ok((sample, partial))
+}
+
+/// Threads of one process; threads that vanish mid-read are skipped.
+pub fn threads(root: &Path, pid: i32) -> Vec<ThreadSample> {
+    let task_dir = root.join(pid.to_string()).join("task");
+    let Ok(entries) = std::fs::read_dir(&task_dir) else {
+        return Vec::new();
+    };
+    let ticks = procfs::clock_ticks();
+    let mut out = Vec::new();
+    for entry in entries.flatten() {
+        let dir = entry.path();
+        let stat_path = dir.join("stat");
+        let Ok(stat) =
+            procfs::read_string(&stat_path).and_then(|t| procfs::parse_stat(&stat_path, &t))
+        else {
+            continue;
+        };
+        let status = procfs::read_string(&dir.join("status"))
+            .map(|t| procfs::parse_status(&t))
+            .unwrap_or_default();
+        let (read_bytes, write_bytes) = procfs::read_string(&dir.join("io"))
+            .map(|t| procfs::parse_io(&t))
+            .unwrap_or((0, 0));
+        let wchan = procfs::read_trimmed(&dir.join("wchan")).unwrap_or_default();
+        out.push(ThreadSample {
+            name: stat.comm,
+            counters: Counters {
+                cpu_user: stat.utime as f64 / ticks,
+                cpu_system: stat.stime as f64 / ticks,
+                read_bytes: read_bytes as f64,
+                write_bytes: write_bytes as f64,
+                major_faults: stat.majflt as f64,
+                minor_faults: stat.minflt as f64,
+                ctx_voluntary: status.voluntary_ctxt_switches as f64,
+                ctx_nonvoluntary: status.nonvoluntary_ctxt_switches as f64,
+            },
+            wchan: if wchan == "0" { String::new() } else { wchan },
+        });
+    }
+    out
+}
+
+/// (Pss, SwapPss) in bytes from /proc/PID/smaps_rollup.
+fn smaps_rollup(text: &str) -> (f64, f64) {
+    let mut pss = 0.0;
+    let mut swap = 0.0;
+    for line in text.lines() {
+        let kb = |rest: &str| {
+            rest.split_whitespace()
+                .next()
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+                * 1024.0
+        };
+        if let Some(rest) = line.strip_prefix("Pss:") {
+            pss = kb(rest);
+        } else if let Some(rest) = line.strip_prefix("SwapPss:") {
+            swap = kb(rest);
+        }
+    }
+    (pss, swap)
+}
+
+/// uid → user name from /etc/passwd, read once.
+fn user_name(uid: u32) -> String {
+    static USERS: OnceLock<HashMap<u32, String>> = OnceLock::new();
+    let users = USERS.get_or_init(|| {
+        std::fs::read_to_string("/etc/passwd")
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| {
+                let mut f = l.split(':');
+                let name = f.next()?;
+                let uid = f.nth(1)?.parse().ok()?;
+                Some((uid, name.to_string()))
+            })
+            .collect()
+    });
+    users.get(&uid).cloned().unwrap_or_else(|| uid.to_string())
+}

@@ -1,0 +1,348 @@
+//! Command-line definitions. Exporter flags follow the upstream exporters'
+//! names (`--web.listen-address`, `--collector.textfile.directory`, ...).
+
+use anyhow::{bail, Context, Result};
+use carbonio_exporters::node::{self, NodeConfig};
+use clap::{Args, Parser, Subcommand};
+use regex::Regex;
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "carbonio-monitor",
+    version,
+    about = "Monitoring backend for Carbonio: exporters, collector, query service and UI"
+)]
+pub struct Cli {
+    /// Log level or tracing filter (RUST_LOG overrides it).
+    #[arg(long = "log.level", global = true, default_value = "info")]
+    pub log_level: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+#[allow(clippy::large_enum_variant)] // parsed once at start-up
+pub enum Command {
+    /// Everything in one process on the embedded default (collector, query, UI, local exporters). Not built yet.
+    Run,
+    /// Run a Prometheus exporter on its documented port.
+    Exporter {
+        #[command(subcommand)]
+        kind: ExporterKind,
+    },
+    /// Collector role (scrape, syslog, tail, store). Not built yet.
+    Collector,
+    /// Query role (PromQL/HTTP API, log search, SQL, UI). Not built yet.
+    Query,
+    /// Validate a configuration file. Not built yet.
+    CheckConfig { file: Option<PathBuf> },
+    /// Validate rule files. Not built yet.
+    CheckRules { files: Vec<PathBuf> },
+    /// Import OpenMetrics backfill or legacy zmstat CSV. Not built yet.
+    Import,
+    /// Export the built-in dashboards for Grafana. Not built yet.
+    Dashboards,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ExporterKind {
+    /// Host metrics, node_exporter compatible (port 9100).
+    Node(Box<NodeArgs>),
+    /// Process groups, process-exporter compatible (port 9256).
+    Process(ProcessArgs),
+    /// PostgreSQL, postgres_exporter compatible (port 9187). Not built yet.
+    Postgres(Pending),
+    /// OpenLDAP cn=Monitor (port 9330). Not built yet.
+    Ldap(Pending),
+    /// nginx stub_status (port 9113). Not built yet.
+    Nginx(Pending),
+    /// Carbonio Mesh / Consul (port 9107). Not built yet.
+    Mesh(Pending),
+}
+
+/// Arguments of an exporter that is not built yet: accepted, then refused with a clear message.
+#[derive(Args, Debug)]
+pub struct Pending {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    pub args: Vec<String>,
+}
+
+impl ExporterKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            ExporterKind::Node(_) => "node",
+            ExporterKind::Process(_) => "process",
+            ExporterKind::Postgres(_) => "postgres",
+            ExporterKind::Ldap(_) => "ldap",
+            ExporterKind::Nginx(_) => "nginx",
+            ExporterKind::Mesh(_) => "mesh",
+        }
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct WebArgs {
+    /// Address to listen on (":PORT" means all interfaces).
+    #[arg(long = "web.listen-address")]
+    pub listen_address: String,
+    /// Path under which to expose metrics.
+    #[arg(long = "web.telemetry-path", default_value = "/metrics")]
+    pub telemetry_path: String,
+    /// exporter-toolkit web config file (TLS and basic auth).
+    #[arg(long = "web.config.file")]
+    pub config_file: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct NodeArgs {
+    #[command(flatten)]
+    pub web: WebArgs,
+    #[arg(long = "path.procfs", default_value = "/proc")]
+    pub procfs: PathBuf,
+    #[arg(long = "path.sysfs", default_value = "/sys")]
+    pub sysfs: PathBuf,
+    #[arg(long = "path.rootfs", default_value = "/")]
+    pub rootfs: PathBuf,
+    #[arg(long = "path.udev.data", default_value = "/run/udev/data")]
+    pub udev_data: PathBuf,
+    /// Directory of *.prom files (Carbonio's mailbox writes /opt/zextras/zmstat/prometheus).
+    #[arg(long = "collector.textfile.directory")]
+    pub textfile_directory: Option<PathBuf>,
+    #[arg(long = "collector.filesystem.mount-points-exclude", default_value = node::DEFAULT_MOUNT_POINTS_EXCLUDE)]
+    pub mount_points_exclude: String,
+    #[arg(long = "collector.filesystem.fs-types-exclude", default_value = node::DEFAULT_FS_TYPES_EXCLUDE)]
+    pub fs_types_exclude: String,
+    #[arg(long = "collector.diskstats.device-exclude", default_value = node::DEFAULT_DISK_EXCLUDE)]
+    pub disk_exclude: String,
+    #[arg(long = "collector.netdev.device-exclude", default_value = node::DEFAULT_NETDEV_EXCLUDE)]
+    pub netdev_exclude: String,
+    #[arg(long = "collector.netstat.fields", default_value = node::DEFAULT_NETSTAT_FIELDS)]
+    pub netstat_fields: String,
+    #[arg(long = "collector.vmstat.fields", default_value = node::DEFAULT_VMSTAT_FIELDS)]
+    pub vmstat_fields: String,
+    /// Start from no collectors; enable some with --collector.NAME.
+    #[arg(long = "collector.disable-defaults")]
+    pub disable_defaults: bool,
+    /// Set by --collector.NAME (rewritten from argv).
+    #[arg(long = "enable-collector", hide = true)]
+    pub enable: Vec<String>,
+    /// Set by --no-collector.NAME (rewritten from argv).
+    #[arg(long = "disable-collector", hide = true)]
+    pub disable: Vec<String>,
+}
+
+impl NodeArgs {
+    pub fn to_config(&self) -> Result<NodeConfig> {
+        let re = |flag: &str, s: &str| {
+            Regex::new(s).with_context(|| format!("invalid regex for {flag}"))
+        };
+        let known: Vec<&'static str> = node::COLLECTORS.iter().map(|(n, _)| *n).collect();
+        for name in self.enable.iter().chain(&self.disable) {
+            if !known.contains(&name.as_str()) {
+                bail!("unknown collector {name:?}; known: {}", known.join(", "));
+            }
+        }
+        let enabled = known
+            .into_iter()
+            .filter(|n| {
+                (!self.disable_defaults || self.enable.iter().any(|e| e == n))
+                    && !self.disable.iter().any(|d| d == n)
+            })
+            .collect();
+        Ok(NodeConfig {
+            proc_root: self.procfs.clone(),
+            sys_root: self.sysfs.clone(),
+            root_fs: self.rootfs.clone(),
+            udev_data: self.udev_data.clone(),
+            textfile_dir: self.textfile_directory.clone(),
+            fs_mount_points_exclude: re("mount-points-exclude", &self.mount_points_exclude)?,
+            fs_types_exclude: re("fs-types-exclude", &self.fs_types_exclude)?,
+            disk_devices_exclude: re("diskstats.device-exclude", &self.disk_exclude)?,
+            netdev_device_exclude: re("netdev.device-exclude", &self.netdev_exclude)?,
+            netstat_fields: re("netstat.fields", &self.netstat_fields)?,
+            vmstat_fields: re("vmstat.fields", &self.vmstat_fields)?,
+            enabled,
+        })
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct ProcessArgs {
+    #[command(flatten)]
+    pub web: WebArgs,
+    /// process-exporter YAML config; without it, the built-in Carbonio groups are used.
+    #[arg(long = "config.path")]
+    pub config_path: Option<PathBuf>,
+    #[arg(long = "procfs", default_value = "/proc")]
+    pub procfs: PathBuf,
+    /// Count children of a grouped process in its group.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub children: bool,
+    /// Report per-thread-name metrics.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub threads: bool,
+    /// Read smaps_rollup for proportional memory.
+    #[arg(long = "gather-smaps", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub gather_smaps: bool,
+}
+
+/// Accepts upstream spellings: Go's single-dash long flags (`-web.listen-address`)
+/// and node_exporter's `--collector.NAME` / `--no-collector.NAME` toggles;
+/// fills in each exporter's documented default port.
+pub fn normalize_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
+    let mut out: Vec<OsString> = Vec::new();
+    let mut kind: Option<String> = None;
+    let mut has_listen = false;
+    for (i, arg) in args.into_iter().enumerate() {
+        let Some(s) = arg.to_str() else {
+            out.push(arg);
+            continue;
+        };
+        if i > 0 && kind.is_none() && out.last().is_some_and(|p| p == "exporter") {
+            kind = Some(s.to_string());
+        }
+        let s = match s.strip_prefix('-') {
+            Some(rest) if !rest.starts_with('-') && rest.len() > 1 => format!("--{rest}"),
+            _ => s.to_string(),
+        };
+        if s.starts_with("--web.listen-address") {
+            has_listen = true;
+        }
+        let (flag, value) = match s.split_once('=') {
+            Some((f, v)) => (f.to_string(), Some(v.to_string())),
+            None => (s.clone(), None),
+        };
+        let is_toggle = |name: &str| node::COLLECTORS.iter().any(|(n, _)| *n == name);
+        if let Some(name) = flag
+            .strip_prefix("--no-collector.")
+            .filter(|n| is_toggle(n))
+        {
+            out.push("--disable-collector".into());
+            out.push(name.into());
+        } else if let Some(name) = flag.strip_prefix("--collector.").filter(|n| is_toggle(n)) {
+            let off = value.as_deref() == Some("false");
+            out.push(
+                if off {
+                    "--disable-collector"
+                } else {
+                    "--enable-collector"
+                }
+                .into(),
+            );
+            out.push(name.into());
+        } else {
+            out.push(s.into());
+        }
+    }
+    if !has_listen {
+        if let Some(port) = kind.as_deref().and_then(default_port) {
+            out.push(format!("--web.listen-address=:{port}").into());
+        }
+    }
+    out
+}
+
+fn default_port(kind: &str) -> Option<u16> {
+    Some(match kind {
+        "node" => 9100,
+        "process" => 9256,
+        "postgres" => 9187,
+        "ldap" => 9330,
+        "nginx" => 9113,
+        "mesh" => 9107,
+        _ => return None,
+    })
+}
+
+/// ":9100" (Go style) listens on all interfaces.
+pub fn listen_address(s: &str) -> String {
+    match s.strip_prefix(':') {
+        Some(port) => format!("0.0.0.0:{port}"),
+        None => s.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn norm(args: &[&str]) -> Vec<String> {
+        normalize_args(args.iter().map(OsString::from))
+            .into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn upstream_flag_spellings() {
+        assert_eq!(
+            norm(&[
+                "cm",
+                "exporter",
+                "node",
+                "--no-collector.arp",
+                "--collector.textfile.directory=/x"
+            ]),
+            [
+                "cm",
+                "exporter",
+                "node",
+                "--disable-collector",
+                "arp",
+                "--collector.textfile.directory=/x",
+                "--web.listen-address=:9100"
+            ]
+        );
+        assert_eq!(
+            norm(&[
+                "cm",
+                "exporter",
+                "process",
+                "-web.listen-address=:1",
+                "-children=false"
+            ]),
+            [
+                "cm",
+                "exporter",
+                "process",
+                "--web.listen-address=:1",
+                "--children=false"
+            ]
+        );
+        assert_eq!(norm(&["cm", "-h"]), ["cm", "-h"]);
+    }
+
+    #[test]
+    fn node_toggles() {
+        let cli = Cli::parse_from(norm(&[
+            "cm",
+            "exporter",
+            "node",
+            "--collector.disable-defaults",
+            "--collector.cpu",
+        ]));
+        let Command::Exporter {
+            kind: ExporterKind::Node(args),
+        } = cli.command
+        else {
+            panic!()
+        };
+        assert_eq!(args.to_config().unwrap().enabled, ["cpu"]);
+        let cli = Cli::parse_from(norm(&[
+            "cm",
+            "exporter",
+            "node",
+            "--enable-collector",
+            "wifi",
+        ]));
+        let Command::Exporter {
+            kind: ExporterKind::Node(args),
+        } = cli.command
+        else {
+            panic!()
+        };
+        assert!(args.to_config().is_err());
+    }
+}

@@ -1,0 +1,121 @@
+//! `carbonio-monitor`: one binary, thin CLI wiring the libraries together.
+
+mod cli;
+
+use anyhow::{Context, Result};
+use carbonio_exporters::{node, process, serve};
+use clap::Parser;
+use cli::{Cli, Command, ExporterKind, NodeArgs, ProcessArgs};
+use std::sync::Arc;
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse_from(cli::normalize_args(std::env::args_os()));
+    init_tracing(&cli.log_level);
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("carbonio-monitor: {e:#}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}
+
+fn init_tracing(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Exporter { kind } => match kind {
+            ExporterKind::Node(args) => run_node(*args),
+            ExporterKind::Process(args) => run_process(args),
+            ExporterKind::Postgres(_)
+            | ExporterKind::Ldap(_)
+            | ExporterKind::Nginx(_)
+            | ExporterKind::Mesh(_) => not_built(&format!("exporter {}", kind.name()), 3),
+        },
+        Command::Run => not_built("run (collector + query + UI in one process)", 4),
+        Command::Collector => not_built("collector", 4),
+        Command::Query => not_built("query", 6),
+        Command::CheckConfig { .. } => not_built("check-config", 4),
+        Command::CheckRules { .. } => not_built("check-rules", 7),
+        Command::Import => not_built("import", 10),
+        Command::Dashboards => not_built("dashboards export", 8),
+    }
+}
+
+fn not_built(what: &str, issue: u32) -> Result<()> {
+    Err(carbonio_collector::NotBuilt {
+        what: what.to_string(),
+        issue,
+    }
+    .into())
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(8)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+fn serve_exporter(
+    exporter: Arc<dyn carbonio_exporters::Exporter>,
+    web: cli::WebArgs,
+) -> Result<()> {
+    let opts = serve::ServeOptions {
+        listen_address: cli::listen_address(&web.listen_address),
+        telemetry_path: web.telemetry_path,
+        web_config_file: web.config_file,
+    };
+    runtime()?.block_on(async {
+        tokio::select! {
+            r = serve::serve(exporter, opts) => r.context("exporter stopped"),
+            _ = shutdown_signal() => Ok(()),
+        }
+    })
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {},
+                _ = tokio::signal::ctrl_c() => {},
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+fn run_node(args: NodeArgs) -> Result<()> {
+    let config = args.to_config()?;
+    tracing::info!(collectors = ?config.enabled, "starting node exporter");
+    serve_exporter(Arc::new(node::NodeExporter::new(config)), args.web)
+}
+
+fn run_process(args: ProcessArgs) -> Result<()> {
+    let config = match &args.config_path {
+        Some(path) => process::config::Config::load(path)?,
+        None => process::config::Config::carbonio_default()?,
+    };
+    let exporter = process::ProcessExporter::new(process::ProcessOptions {
+        proc_root: args.procfs.clone(),
+        config,
+        children: args.children,
+        threads: args.threads,
+        gather_smaps: args.gather_smaps,
+    });
+    serve_exporter(Arc::new(exporter), args.web)
+}

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace against real services.
+# Installs the Debian packages the tests need (only those missing), then
+# checks formatting and lints, then runs unit and end-to-end tests.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+PACKAGES=(
+  prometheus-node-exporter prometheus-process-exporter prometheus
+  postgresql postgresql-client slapd ldap-utils nginx openssl curl
+)
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  echo "installing: ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+cargo fmt --all --check
+cargo clippy --workspace --all-targets -- -D warnings
+cargo test --workspace

@@ -1,0 +1,485 @@
+//! Real services for end-to-end tests: each runs from its Debian binary in a
+//! temp dir on a free loopback port, is waited on until ready, is killed on
+//! drop, and keeps its directory and prints its logs when the test failed.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const OURS: &str = env!("CARGO_BIN_EXE_carbonio-monitor");
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free loopback port")
+}
+
+/// Path of a required binary; a missing one fails the test naming the package.
+pub fn require(bin: &str, package: &str) -> PathBuf {
+    let candidates = [
+        PathBuf::from(bin),
+        Path::new("/usr/bin").join(bin),
+        Path::new("/usr/sbin").join(bin),
+    ];
+    for c in candidates {
+        if c.is_absolute() && c.exists() {
+            return c;
+        }
+    }
+    panic!("{bin} not found: install the Debian package `{package}` (apt-get install -y {package}), or run ./ci.sh which installs test dependencies");
+}
+
+pub struct Service {
+    pub name: String,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    child: Option<Child>,
+    stop: Option<Box<dyn FnMut()>>,
+}
+
+impl Service {
+    fn log_files(&self) -> Vec<PathBuf> {
+        std::fs::read_dir(self.dir.path())
+            .map(|rd| {
+                rd.filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.extension().is_some_and(|x| x == "log"))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.as_mut() {
+            stop();
+        }
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            for log in self.log_files() {
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(40).collect();
+                eprintln!(
+                    "---- {} log {} (last 40 lines) ----",
+                    self.name,
+                    log.display()
+                );
+                for l in tail.iter().rev() {
+                    eprintln!("{l}");
+                }
+            }
+            let kept =
+                std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir")).keep();
+            eprintln!("---- {} files kept in {} ----", self.name, kept.display());
+        }
+    }
+}
+
+/// Starts `cmd` with stdout/stderr into `<dir>/<name>.log`.
+pub fn spawn(name: &str, dir: tempfile::TempDir, port: u16, mut cmd: Command) -> Service {
+    let log = std::fs::File::create(dir.path().join(format!("{name}.log"))).expect("log file");
+    let log2 = log.try_clone().expect("log file");
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log2)
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {name} ({cmd:?}): {e}"));
+    Service {
+        name: name.to_string(),
+        port,
+        dir,
+        child: Some(child),
+        stop: None,
+    }
+}
+
+/// (status, lower-cased headers, body)
+pub type HttpResponse = (u16, Vec<(String, String)>, Vec<u8>);
+
+/// Minimal HTTP/1.1 GET.
+pub fn http_get(url: &str, headers: &[(&str, &str)]) -> Result<HttpResponse, String> {
+    let rest = url.strip_prefix("http://").ok_or("only http:// URLs")?;
+    let (host, path) = rest
+        .split_once('/')
+        .map(|(h, p)| (h, format!("/{p}")))
+        .unwrap_or((rest, "/".into()));
+    let mut stream = TcpStream::connect(host).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .map_err(|e| e.to_string())?;
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    stream
+        .write_all(req.as_bytes())
+        .map_err(|e| e.to_string())?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).map_err(|e| e.to_string())?;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or("no header end")?;
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let mut body = raw[split + 4..].to_vec();
+    let mut lines = head.lines();
+    let status: u16 = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .ok_or("bad status line")?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    if headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"))
+    {
+        body = dechunk(&body)?;
+    }
+    Ok((status, headers, body))
+}
+
+fn dechunk(mut data: &[u8]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    loop {
+        let nl = data
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .ok_or("bad chunk")?;
+        let size = usize::from_str_radix(String::from_utf8_lossy(&data[..nl]).trim(), 16)
+            .map_err(|e| e.to_string())?;
+        data = &data[nl + 2..];
+        if size == 0 {
+            return Ok(out);
+        }
+        out.extend_from_slice(data.get(..size).ok_or("short chunk")?);
+        data = data.get(size + 2..).ok_or("short chunk")?;
+    }
+}
+
+pub fn get_text(url: &str) -> String {
+    let (status, _, body) = http_get(url, &[]).unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    assert_eq!(status, 200, "GET {url}: {}", String::from_utf8_lossy(&body));
+    String::from_utf8(body).expect("utf-8 body")
+}
+
+pub fn wait_until(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if ready() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{what} not ready after {timeout:?}");
+}
+
+fn wait_http_ok(svc: &Service, path: &str) {
+    let url = svc.url(path);
+    wait_until(
+        &format!("{} at {url}", svc.name),
+        Duration::from_secs(30),
+        || matches!(http_get(&url, &[]), Ok((200, _, _))),
+    );
+}
+
+// ---- our binary ----
+
+pub fn ours(kind: &str, extra: &[&str]) -> Service {
+    let port = free_port();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cmd = Command::new(OURS);
+    cmd.args([
+        "exporter",
+        kind,
+        &format!("--web.listen-address=127.0.0.1:{port}"),
+    ])
+    .args(extra);
+    let svc = spawn(&format!("carbonio-monitor exporter {kind}"), dir, port, cmd);
+    if !extra.iter().any(|a| a.starts_with("--web.config.file")) {
+        wait_http_ok(&svc, "/metrics");
+    }
+    svc
+}
+
+// ---- upstream exporters ----
+
+pub fn upstream_node_exporter(extra: &[&str]) -> Service {
+    let bin = require("prometheus-node-exporter", "prometheus-node-exporter");
+    let port = free_port();
+    let mut cmd = Command::new(bin);
+    cmd.arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .args(extra);
+    let svc = spawn(
+        "node_exporter",
+        tempfile::tempdir().expect("tempdir"),
+        port,
+        cmd,
+    );
+    wait_http_ok(&svc, "/metrics");
+    svc
+}
+
+pub fn upstream_process_exporter(config: &Path) -> Service {
+    let bin = require("prometheus-process-exporter", "prometheus-process-exporter");
+    let port = free_port();
+    let mut cmd = Command::new(bin);
+    cmd.arg(format!("-web.listen-address=127.0.0.1:{port}"))
+        .arg(format!("-config.path={}", config.display()))
+        .args(["-threads=true", "-gather-smaps=true", "-children=true"]);
+    let svc = spawn(
+        "process-exporter",
+        tempfile::tempdir().expect("tempdir"),
+        port,
+        cmd,
+    );
+    wait_http_ok(&svc, "/metrics");
+    svc
+}
+
+// ---- PostgreSQL ----
+
+fn postgres_bin(name: &str) -> PathBuf {
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.path().join("bin").join(name))
+                .filter(|p| p.exists())
+                .collect()
+        })
+        .unwrap_or_default();
+    found.sort();
+    found
+        .pop()
+        .unwrap_or_else(|| panic!("{name} not found: install the Debian package `postgresql`"))
+}
+
+fn user_ids(user: &str) -> (u32, u32) {
+    let id = |flag: &str| -> u32 {
+        let out = Command::new("id").args([flag, user]).output().expect("id");
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| {
+                panic!("user {user} missing: install the Debian package `postgresql`")
+            })
+    };
+    (id("-u"), id("-g"))
+}
+
+/// PostgreSQL with trust auth on 127.0.0.1; `initdb` refuses root, so it runs as `postgres`.
+pub fn postgres() -> Service {
+    let initdb = postgres_bin("initdb");
+    let pg_ctl = postgres_bin("pg_ctl");
+    let port = free_port();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (uid, gid) = user_ids("postgres");
+    std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).expect("chown tempdir to postgres");
+    let data = dir.path().join("data");
+    let as_postgres = |args: &[&str]| {
+        let out = Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .args(args)
+            .output()
+            .expect("runuser");
+        assert!(
+            out.status.success(),
+            "{args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let data_s = data.display().to_string();
+    let sock = dir.path().display().to_string();
+    as_postgres(&[
+        &initdb.display().to_string(),
+        "-D",
+        &data_s,
+        "-U",
+        "postgres",
+        "--auth=trust",
+        "-E",
+        "UTF8",
+        "--locale=C.UTF-8",
+    ]);
+    let log = dir.path().join("postgres.log").display().to_string();
+    as_postgres(&[
+        &pg_ctl.display().to_string(),
+        "-D",
+        &data_s,
+        "-l",
+        &log,
+        "-w",
+        "start",
+        "-o",
+        &format!("-c listen_addresses=127.0.0.1 -p {port} -k {sock}"),
+    ]);
+    let mut svc = Service {
+        name: "postgresql".into(),
+        port,
+        dir,
+        child: None,
+        stop: None,
+    };
+    let pg_ctl_s = pg_ctl.display().to_string();
+    svc.stop = Some(Box::new(move || {
+        let _ = Command::new("runuser")
+            .args([
+                "-u",
+                "postgres",
+                "--",
+                &pg_ctl_s,
+                "-D",
+                &data_s,
+                "-m",
+                "immediate",
+                "stop",
+            ])
+            .output();
+    }));
+    svc
+}
+
+// ---- slapd with cn=Monitor ----
+
+pub const LDAP_ADMIN_DN: &str = "cn=admin,dc=carbonio,dc=test";
+pub const LDAP_ADMIN_PW: &str = "test-secret";
+
+pub fn slapd() -> Service {
+    let bin = require("slapd", "slapd");
+    let port = free_port();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    std::fs::create_dir(d.join("db")).expect("db dir");
+    let conf = format!(
+        "include /etc/ldap/schema/core.schema\npidfile {d}/slapd.pid\nargsfile {d}/slapd.args\nmodulepath /usr/lib/ldap\nmoduleload back_mdb\n\
+         database mdb\nsuffix \"dc=carbonio,dc=test\"\nrootdn \"{dn}\"\nrootpw {pw}\ndirectory {d}/db\n\
+         database monitor\naccess to dn.subtree=\"cn=Monitor\" by dn.exact=\"{dn}\" read by * none\n",
+        d = d.display(),
+        dn = LDAP_ADMIN_DN,
+        pw = LDAP_ADMIN_PW
+    );
+    std::fs::write(d.join("slapd.conf"), conf).expect("slapd.conf");
+    let mut cmd = Command::new(bin);
+    cmd.arg("-f")
+        .arg(d.join("slapd.conf"))
+        .arg("-h")
+        .arg(format!("ldap://127.0.0.1:{port}/"))
+        .args(["-d", "0"]);
+    let svc = spawn("slapd", dir, port, cmd);
+    let ldapsearch = require("ldapsearch", "ldap-utils");
+    wait_until("slapd cn=Monitor", Duration::from_secs(30), || {
+        Command::new(&ldapsearch)
+            .args([
+                "-x",
+                "-H",
+                &format!("ldap://127.0.0.1:{port}/"),
+                "-D",
+                LDAP_ADMIN_DN,
+                "-w",
+                LDAP_ADMIN_PW,
+                "-b",
+                "cn=Monitor",
+                "-s",
+                "base",
+            ])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    svc
+}
+
+// ---- nginx with stub_status ----
+
+pub fn nginx() -> Service {
+    let bin = require("nginx", "nginx");
+    let port = free_port();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path().display().to_string();
+    let conf = format!(
+        "worker_processes 1;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{ worker_connections 64; }}\n\
+         http {{\n  access_log {d}/access.log;\n  client_body_temp_path {d}/client_body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+         server {{\n    listen 127.0.0.1:{port};\n    location = /stub_status {{ stub_status; }}\n  }}\n}}\n"
+    );
+    std::fs::write(dir.path().join("nginx.conf"), conf).expect("nginx.conf");
+    let mut cmd = Command::new(bin);
+    cmd.args([
+        "-e",
+        &format!("{d}/error.log"),
+        "-p",
+        &d,
+        "-c",
+        &format!("{d}/nginx.conf"),
+    ]);
+    let svc = spawn("nginx", dir, port, cmd);
+    wait_http_ok(&svc, "/stub_status");
+    svc
+}
+
+// ---- Prometheus ----
+
+/// A real Prometheus scraping `targets` (job name → host:port) every second.
+pub fn prometheus(targets: &[(&str, String)]) -> Service {
+    let bin = require("prometheus", "prometheus");
+    let port = free_port();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut conf =
+        String::from("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n");
+    for (job, addr) in targets {
+        conf.push_str(&format!(
+            "  - job_name: {job}\n    static_configs:\n      - targets: ['{addr}']\n"
+        ));
+    }
+    std::fs::write(dir.path().join("prometheus.yml"), conf).expect("prometheus.yml");
+    let mut cmd = Command::new(bin);
+    cmd.arg(format!(
+        "--config.file={}",
+        dir.path().join("prometheus.yml").display()
+    ))
+    .arg(format!(
+        "--storage.tsdb.path={}",
+        dir.path().join("data").display()
+    ))
+    .arg(format!("--web.listen-address=127.0.0.1:{port}"));
+    let svc = spawn("prometheus", dir, port, cmd);
+    wait_http_ok(&svc, "/-/ready");
+    svc
+}
+
+/// Runs a program with stdin, returning (exit code, stdout, stderr).
+pub fn run_with_stdin(program: &Path, args: &[&str], input: &[u8]) -> (i32, String, String) {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("running {}: {e}", program.display()));
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(input).expect("write stdin");
+    }
+    let out = child.wait_with_output().expect("wait");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

@@ -1,0 +1,10 @@
+//! End-to-end tests of the `carbonio-monitor` binary against real services.
+//! One test binary (modules below) so it links once.
+
+mod expo;
+mod harness;
+mod node;
+mod process;
+mod prometheus;
+mod services;
+mod serving;

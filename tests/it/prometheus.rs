@@ -1,0 +1,86 @@
+//! Compatibility checked by the real Prometheus tools.
+
+use crate::harness::{
+    get_text, ours, prometheus, require, run_with_stdin, upstream_node_exporter,
+    upstream_process_exporter, wait_until,
+};
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+/// promtool's lint findings, or a panic if it could not parse the input.
+fn promtool_findings(text: &str) -> BTreeSet<String> {
+    let promtool = require("promtool", "prometheus");
+    let (code, stdout, stderr) = run_with_stdin(&promtool, &["check", "metrics"], text.as_bytes());
+    let all = format!("{stdout}{stderr}");
+    assert!(code == 0 || code == 3, "promtool failed ({code}): {all}");
+    assert!(
+        !all.contains("error while linting"),
+        "promtool could not parse: {all}"
+    );
+    all.lines()
+        .map(str::to_string)
+        .filter(|l| !l.trim().is_empty())
+        .collect()
+}
+
+/// promtool accepts our output; every naming warning it gives us, it also
+/// gives the upstream exporter (we keep those names for compatibility).
+#[test]
+fn promtool_accepts_our_exporters() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("process.yml");
+    std::fs::write(
+        &config,
+        "process_names:\n  - name: \"{{.Comm}}\"\n    cmdline: ['.+']\n",
+    )
+    .unwrap();
+    let cfg_flag = format!("--config.path={}", config.display());
+    let pairs = [
+        (ours("node", &[]), upstream_node_exporter(&[])),
+        (
+            ours("process", &[&cfg_flag]),
+            upstream_process_exporter(&config),
+        ),
+    ];
+    for (our, up) in &pairs {
+        let ours_found = promtool_findings(&get_text(&our.url("/metrics")));
+        let up_found = promtool_findings(&get_text(&up.url("/metrics")));
+        let extra: Vec<_> = ours_found.difference(&up_found).collect();
+        assert!(
+            extra.is_empty(),
+            "{}: warnings upstream does not have: {extra:#?}",
+            our.name
+        );
+    }
+}
+
+#[test]
+fn real_prometheus_scrapes_our_exporters() {
+    let node = ours("node", &[]);
+    let process = ours("process", &[]);
+    let prom = prometheus(&[
+        ("node", format!("127.0.0.1:{}", node.port)),
+        ("process", format!("127.0.0.1:{}", process.port)),
+    ]);
+    let url = prom.url("/api/v1/query?query=up");
+    let mut last = String::new();
+    wait_until(
+        "Prometheus to scrape both exporters with up == 1",
+        Duration::from_secs(60),
+        || {
+            last = get_text(&url);
+            let v: serde_json::Value = serde_json::from_str(&last).unwrap();
+            let results = v["data"]["result"].as_array().cloned().unwrap_or_default();
+            results.len() == 2 && results.iter().all(|r| r["value"][1] == "1")
+        },
+    );
+    // And it stored real series from both, e.g. memory and a process group.
+    let q = get_text(&prom.url("/api/v1/query?query=node_memory_MemTotal_bytes"));
+    assert!(q.contains("\"job\":\"node\""), "{q}");
+    let q = get_text(&prom.url("/api/v1/query?query=namedprocess_namegroup_num_procs"));
+    assert!(q.contains("\"job\":\"process\""), "{q}");
+    // Check the targets page reports no scrape errors.
+    let targets = get_text(&prom.url("/api/v1/targets"));
+    assert!(!targets.contains("\"health\":\"down\""), "{targets}");
+    drop(last);
+}
