@@ -208,6 +208,19 @@ pub fn count_fds(dir: &Path) -> Result<u64, ReadError> {
     Ok(entries.count() as u64)
 }
 
+/// Sorted entry names of a directory (e.g. /sys/class/net).
+pub fn list_dir(dir: &Path) -> Result<Vec<String>, ReadError> {
+    let entries = std::fs::read_dir(dir).map_err(|source| ReadError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let mut names: Vec<String> = entries
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
 /// Numeric entries of /proc.
 pub fn list_pids(proc_root: &Path) -> Result<Vec<i32>, ReadError> {
     let entries = std::fs::read_dir(proc_root).map_err(|source| ReadError::Io {

@@ -1,6 +1,6 @@
 use super::{CollectError, NodeConfig};
 use crate::exposition::Family;
-use crate::procfs::{read_trimmed, ReadError};
+use crate::procfs::read_trimmed;
 
 /// (sysfs file, metric suffix, counter?) of the numeric per-interface properties.
 const PROPS: [(&str, &str, bool); 15] = [
@@ -23,14 +23,7 @@ const PROPS: [(&str, &str, bool); 15] = [
 
 pub fn collect(cfg: &NodeConfig, out: &mut Vec<Family>) -> Result<(), CollectError> {
     let dir = cfg.sys_root.join("class/net");
-    let mut devices: Vec<String> = std::fs::read_dir(&dir)
-        .map_err(|source| ReadError::Io {
-            path: dir.clone(),
-            source,
-        })?
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .collect();
-    devices.sort();
+    let devices = crate::procfs::list_dir(&dir)?;
     let mut fams: Vec<Family> = PROPS
         .iter()
         .map(|(_, suffix, counter)| {

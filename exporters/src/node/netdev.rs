@@ -28,14 +28,7 @@ const TRANSMIT: [(&str, &[&str]); 8] = [
 
 pub fn collect(cfg: &NodeConfig, out: &mut Vec<Family>) -> Result<(), CollectError> {
     let dir = cfg.sys_root.join("class/net");
-    let mut devices: Vec<String> = std::fs::read_dir(&dir)
-        .map_err(|source| crate::procfs::ReadError::Io {
-            path: dir.clone(),
-            source,
-        })?
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .collect();
-    devices.sort();
+    let devices = crate::procfs::list_dir(&dir)?;
     let mut fams: Vec<(String, Family, &[&str])> = Vec::new();
     for (dir_name, list) in [("receive", &RECEIVE[..]), ("transmit", &TRANSMIT[..])] {
         for (name, sources) in list {

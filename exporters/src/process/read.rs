@@ -124,16 +124,7 @@ fn read_proc(
         ppid: stat.ppid,
         start_ticks: stat.starttime,
         state: stat.state,
-        counters: Counters {
-            cpu_user: stat.utime as f64 / ticks,
-            cpu_system: stat.stime as f64 / ticks,
-            read_bytes: read_bytes as f64,
-            write_bytes: write_bytes as f64,
-            major_faults: stat.majflt as f64,
-            minor_faults: stat.minflt as f64,
-            ctx_voluntary: status.voluntary_ctxt_switches as f64,
-            ctx_nonvoluntary: status.nonvoluntary_ctxt_switches as f64,
-        },
+        counters: counters(&stat, &status, (read_bytes, write_bytes), ticks),
         resident: stat.rss as f64 * page,
         virtual_: stat.vsize as f64,
         swapped: status.vm_swap as f64,
@@ -171,21 +162,30 @@ pub fn threads(root: &Path, pid: i32) -> Vec<ThreadSample> {
             .unwrap_or((0, 0));
         let wchan = procfs::read_trimmed(&dir.join("wchan")).unwrap_or_default();
         out.push(ThreadSample {
+            counters: counters(&stat, &status, (read_bytes, write_bytes), ticks),
             name: stat.comm,
-            counters: Counters {
-                cpu_user: stat.utime as f64 / ticks,
-                cpu_system: stat.stime as f64 / ticks,
-                read_bytes: read_bytes as f64,
-                write_bytes: write_bytes as f64,
-                major_faults: stat.majflt as f64,
-                minor_faults: stat.minflt as f64,
-                ctx_voluntary: status.voluntary_ctxt_switches as f64,
-                ctx_nonvoluntary: status.nonvoluntary_ctxt_switches as f64,
-            },
             wchan: if wchan == "0" { String::new() } else { wchan },
         });
     }
     out
+}
+
+fn counters(
+    stat: &procfs::ProcStat,
+    status: &procfs::ProcStatus,
+    io: (u64, u64),
+    ticks: f64,
+) -> Counters {
+    Counters {
+        cpu_user: stat.utime as f64 / ticks,
+        cpu_system: stat.stime as f64 / ticks,
+        read_bytes: io.0 as f64,
+        write_bytes: io.1 as f64,
+        major_faults: stat.majflt as f64,
+        minor_faults: stat.minflt as f64,
+        ctx_voluntary: status.voluntary_ctxt_switches as f64,
+        ctx_nonvoluntary: status.nonvoluntary_ctxt_switches as f64,
+    }
 }
 
 /// (Pss, SwapPss) in bytes from /proc/PID/smaps_rollup.
