@@ -7,6 +7,7 @@ cd "$(dirname "$0")"
 
 PACKAGES=(
   prometheus-node-exporter prometheus-process-exporter prometheus
+  prometheus-postgres-exporter prometheus-nginx-exporter
   postgresql postgresql-client slapd ldap-utils nginx openssl curl
 )
 missing=()

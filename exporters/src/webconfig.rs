@@ -231,6 +231,13 @@ mod tests {
     }
 
     #[test]
+    fn shipped_example_parses() {
+        let cfg = parse(include_str!("../../deploy/examples/web-config.yml")).unwrap();
+        assert!(cfg.tls_server_config.is_some());
+        assert_eq!(cfg.basic_auth_users.len(), 1);
+    }
+
+    #[test]
     fn missing_cert_file_is_named() {
         let cfg = parse(
             "tls_server_config:\n  cert_file: /nonexistent/c.pem\n  key_file: /nonexistent/k.pem\n",

@@ -255,6 +255,43 @@ pub fn upstream_process_exporter(config: &Path) -> Service {
     svc
 }
 
+/// Debian's postgres_exporter against a DSN (for comparing the postgres exporter).
+pub fn upstream_postgres_exporter(dsn: &str) -> Service {
+    let bin = require(
+        "prometheus-postgres-exporter",
+        "prometheus-postgres-exporter",
+    );
+    let port = free_port();
+    let mut cmd = Command::new(bin);
+    cmd.arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .env("DATA_SOURCE_NAME", dsn);
+    let svc = spawn(
+        "postgres_exporter",
+        tempfile::tempdir().expect("tempdir"),
+        port,
+        cmd,
+    );
+    wait_http_ok(&svc, "/metrics");
+    svc
+}
+
+/// Debian's nginx-prometheus-exporter reading a stub_status URL.
+pub fn upstream_nginx_exporter(stub_status_url: &str) -> Service {
+    let bin = require("prometheus-nginx-exporter", "prometheus-nginx-exporter");
+    let port = free_port();
+    let mut cmd = Command::new(bin);
+    cmd.arg(format!("-web.listen-address=127.0.0.1:{port}"))
+        .arg(format!("-nginx.scrape-uri={stub_status_url}"));
+    let svc = spawn(
+        "nginx-prometheus-exporter",
+        tempfile::tempdir().expect("tempdir"),
+        port,
+        cmd,
+    );
+    wait_http_ok(&svc, "/metrics");
+    svc
+}
+
 // ---- PostgreSQL ----
 
 fn postgres_bin(name: &str) -> PathBuf {

@@ -1,5 +1,6 @@
 //! The harness itself: each real service starts, answers, and stops.
 
+use crate::expo::{self, value};
 use crate::harness::{self, get_text, require};
 use std::process::Command;
 
@@ -84,4 +85,23 @@ fn nginx_serves_stub_status() {
     let nginx = harness::nginx();
     let body = get_text(&nginx.url("/stub_status"));
     assert!(body.starts_with("Active connections:"), "{body}");
+}
+
+/// The upstream exporters the service exporters will be compared with run
+/// against the harness services and see them up.
+#[test]
+fn upstream_service_exporters_see_the_services() {
+    let pg = harness::postgres();
+    let dsn = format!(
+        "postgresql://postgres@127.0.0.1:{}/postgres?sslmode=disable",
+        pg.port
+    );
+    let pg_exp = harness::upstream_postgres_exporter(&dsn);
+    let fams = expo::parse(&get_text(&pg_exp.url("/metrics")));
+    assert_eq!(value(&fams, "pg_up", &[]), Some(1.0));
+
+    let nginx = harness::nginx();
+    let nginx_exp = harness::upstream_nginx_exporter(&nginx.url("/stub_status"));
+    let fams = expo::parse(&get_text(&nginx_exp.url("/metrics")));
+    assert_eq!(value(&fams, "nginx_up", &[]), Some(1.0));
 }

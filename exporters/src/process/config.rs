@@ -286,5 +286,35 @@ mod tests {
     #[test]
     fn builtin_default_parses() {
         assert!(Config::carbonio_default().unwrap().matchers.len() > 10);
+        // deploy/ documents the built-in groups; keep them identical.
+        assert_eq!(
+            include_str!("../../../deploy/examples/process-exporter.yml"),
+            CARBONIO_DEFAULT
+        );
+    }
+
+    #[test]
+    fn carbonio_services_are_grouped() {
+        let cfg = Config::carbonio_default().unwrap();
+        let java = proc_(
+            "java",
+            &[
+                "/opt/zextras/common/lib/jvm/java/bin/java",
+                "-Dzimbra.config=x",
+                "com.zimbra.cs.mailbox.MailboxServer",
+            ],
+        );
+        assert_eq!(cfg.group_of(&java).as_deref(), Some("mailboxd"));
+        assert_eq!(
+            cfg.group_of(&proc_("qmgr", &["qmgr", "-l", "-t", "unix"]))
+                .as_deref(),
+            Some("postfix-qmgr")
+        );
+        assert_eq!(
+            cfg.group_of(&proc_("slapd", &["/opt/zextras/common/libexec/slapd"]))
+                .as_deref(),
+            Some("slapd")
+        );
+        assert_eq!(cfg.group_of(&proc_("bash", &["bash"])), None);
     }
 }
