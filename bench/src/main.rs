@@ -1,1 +1,438 @@
-fn main() {}
+//! Benchmarks comparing Carbonio Monitoring with the upstream tools on the
+//! same machine.
+//!
+//! `bench exporters` starts our exporter and the upstream Debian exporter side
+//! by side, scrapes them alternately (so both see the same machine state and
+//! the same background noise) and reports latency, CPU per scrape and RSS.
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use std::fs::File;
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Upstream binaries as installed by the Debian packages of the same name.
+const UPSTREAM_NODE: &str = "/usr/bin/prometheus-node-exporter";
+const UPSTREAM_PROCESS: &str = "/usr/bin/prometheus-process-exporter";
+
+/// How long an exporter may take to answer its first scrape.
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+/// Sample RSS every this many measured scrapes, to catch peaks between scrapes.
+const RSS_SAMPLE_EVERY: usize = 10;
+
+/// The process-exporter config: one group per command name, matching every
+/// process, so both implementations do the most work they can.
+const PROCESS_CONFIG: &str = "process_names:\n  - name: \"{{.Comm}}\"\n    cmdline: ['.+']\n";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "bench",
+    about = "Compare Carbonio Monitoring with the upstream tools"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Scrape our exporters and the upstream Debian exporters alternately.
+    Exporters {
+        /// Measured scrapes per exporter.
+        #[arg(long, default_value_t = 200)]
+        scrapes: usize,
+        /// Unmeasured scrapes per exporter first, so lazy initialisation and cold caches are not measured.
+        #[arg(long, default_value_t = 10)]
+        warmup: usize,
+        /// Our binary [default: <workspace>/target/release/carbonio-monitor].
+        #[arg(long)]
+        binary: Option<PathBuf>,
+        /// Run only one pair.
+        #[arg(long, value_enum)]
+        only: Option<Pair>,
+    },
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Pair {
+    Node,
+    Process,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::Exporters {
+            scrapes,
+            warmup,
+            binary,
+            only,
+        } => {
+            // Default to the release build: a debug build would make the comparison meaningless.
+            let binary = binary.unwrap_or_else(|| {
+                Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("..")
+                    .join("target/release/carbonio-monitor")
+            });
+            exporters(&binary, scrapes, warmup, only)
+        }
+    }
+}
+
+/// Results for one exporter, one row of the report.
+struct Stats {
+    name: String,
+    p50_ms: f64,
+    p99_ms: f64,
+    cpu_ms_per_scrape: f64,
+    max_rss_mib: f64,
+    samples: usize,
+    body_bytes: usize,
+}
+
+fn exporters(binary: &Path, scrapes: usize, warmup: usize, only: Option<Pair>) -> Result<()> {
+    if scrapes == 0 {
+        bail!("--scrapes must be at least 1");
+    }
+    if !binary.is_file() {
+        bail!(
+            "our binary {} does not exist; build with cargo build --release (or pass --binary)",
+            binary.display()
+        );
+    }
+    let tmp = tempfile::tempdir().context("creating temporary directory")?;
+    let clk_tck = clock_ticks();
+    // Keep-alive pooling as Prometheus does; ureq without default features
+    // never asks for gzip, so both sides serialise plain text.
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(60))
+        .build();
+
+    let mut rows = Vec::new();
+    let mut pairs = Vec::new();
+    for pair in [Pair::Node, Pair::Process] {
+        if only.is_some_and(|o| o != pair) {
+            continue;
+        }
+        let (ours_args, upstream_args): (Vec<String>, Vec<String>);
+        let (label, upstream_bin, package) = match pair {
+            Pair::Node => ("node", UPSTREAM_NODE, "prometheus-node-exporter"),
+            Pair::Process => ("process", UPSTREAM_PROCESS, "prometheus-process-exporter"),
+        };
+        let ours_port = free_port()?;
+        let up_port = free_port()?;
+        match pair {
+            Pair::Node => {
+                ours_args = vec![
+                    "exporter".into(),
+                    "node".into(),
+                    format!("--web.listen-address=127.0.0.1:{ours_port}"),
+                ];
+                upstream_args = vec![format!("--web.listen-address=127.0.0.1:{up_port}")];
+            }
+            Pair::Process => {
+                let cfg = tmp.path().join("process.yml");
+                std::fs::write(&cfg, PROCESS_CONFIG)
+                    .with_context(|| format!("writing {}", cfg.display()))?;
+                ours_args = vec![
+                    "exporter".into(),
+                    "process".into(),
+                    format!("--web.listen-address=127.0.0.1:{ours_port}"),
+                    format!("--config.path={}", cfg.display()),
+                ];
+                // Upstream uses Go's single-dash flags; threads and smaps on so
+                // it reports the same metric families we do.
+                upstream_args = vec![
+                    format!("-web.listen-address=127.0.0.1:{up_port}"),
+                    format!("-config.path={}", cfg.display()),
+                    "-threads=true".into(),
+                    "-gather-smaps=true".into(),
+                ];
+            }
+        }
+
+        if !Path::new(upstream_bin).is_file() {
+            bail!("{upstream_bin} not found; install the Debian package {package}");
+        }
+        let mut ours = Exporter::start(
+            format!("{label} (ours)"),
+            binary,
+            &ours_args,
+            ours_port,
+            tmp.path(),
+            "build with cargo build --release".into(),
+        )?;
+        let mut upstream = Exporter::start(
+            format!("{label} (upstream)"),
+            Path::new(upstream_bin),
+            &upstream_args,
+            up_port,
+            tmp.path(),
+            format!("install the Debian package {package}"),
+        )?;
+        ours.wait_ready(&agent)?;
+        upstream.wait_ready(&agent)?;
+
+        eprintln!("{label}: warming up ({warmup} scrapes each)");
+        for _ in 0..warmup {
+            ours.scrape(&agent)?;
+            upstream.scrape(&agent)?;
+        }
+
+        eprintln!("{label}: measuring ({scrapes} scrapes each, alternating)");
+        let both = [&ours, &upstream];
+        let mut lat: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
+        let mut last: [(usize, usize); 2] = [(0, 0); 2];
+        let mut max_rss = [0u64; 2];
+        let cpu_before = [cpu_ticks(ours.pid)?, cpu_ticks(upstream.pid)?];
+        for i in 0..scrapes {
+            // Alternate who goes first so neither always scrapes a "warm" machine.
+            let order = if i % 2 == 0 { [0, 1] } else { [1, 0] };
+            for k in order {
+                let t = Instant::now();
+                let body = both[k].scrape(&agent)?;
+                lat[k].push(t.elapsed());
+                last[k] = (body.len(), count_samples(&body));
+            }
+            if i % RSS_SAMPLE_EVERY == 0 {
+                for k in 0..2 {
+                    max_rss[k] = max_rss[k].max(rss_kib(both[k].pid)?);
+                }
+            }
+        }
+        let cpu_after = [cpu_ticks(ours.pid)?, cpu_ticks(upstream.pid)?];
+
+        let mut pair_rows = Vec::new();
+        for k in 0..2 {
+            max_rss[k] = max_rss[k].max(rss_kib(both[k].pid)?);
+            let ticks = cpu_after[k].saturating_sub(cpu_before[k]);
+            pair_rows.push(Stats {
+                name: both[k].name.clone(),
+                p50_ms: percentile_ms(&mut lat[k], 50.0),
+                p99_ms: percentile_ms(&mut lat[k], 99.0),
+                cpu_ms_per_scrape: ticks as f64 / clk_tck * 1000.0 / scrapes as f64,
+                max_rss_mib: max_rss[k] as f64 / 1024.0,
+                samples: last[k].1,
+                body_bytes: last[k].0,
+            });
+        }
+        // `ours` and `upstream` drop here: both children are killed before the
+        // next pair starts, so pairs do not disturb each other.
+        pairs.push(label);
+        rows.extend(pair_rows);
+    }
+
+    report(&rows, &pairs, scrapes, clk_tck);
+    Ok(())
+}
+
+/// Prints the table and the ours/upstream ratios. Rows come in pairs (ours, upstream).
+fn report(rows: &[Stats], pairs: &[&str], scrapes: usize, clk_tck: f64) {
+    println!();
+    println!(
+        "{scrapes} measured scrapes per exporter; CPU from /proc/PID/stat at {clk_tck} ticks/s"
+    );
+    println!(
+        "{:<20} {:>9} {:>9} {:>12} {:>12} {:>9} {:>11}",
+        "exporter", "p50 ms", "p99 ms", "CPU ms/scr", "max RSS MiB", "samples", "body bytes"
+    );
+    for r in rows {
+        println!(
+            "{:<20} {:>9.2} {:>9.2} {:>12.2} {:>12.1} {:>9} {:>11}",
+            r.name, r.p50_ms, r.p99_ms, r.cpu_ms_per_scrape, r.max_rss_mib, r.samples, r.body_bytes
+        );
+    }
+    println!();
+    println!("goal: latency and CPU <= 0.33, RSS <= 0.5");
+    for (label, pair) in pairs.iter().zip(rows.chunks(2)) {
+        let [ours, up] = pair else { continue };
+        let checks = [
+            ("p50", ours.p50_ms, up.p50_ms, 0.33),
+            ("p99", ours.p99_ms, up.p99_ms, 0.33),
+            (
+                "CPU/scrape",
+                ours.cpu_ms_per_scrape,
+                up.cpu_ms_per_scrape,
+                0.33,
+            ),
+            ("RSS", ours.max_rss_mib, up.max_rss_mib, 0.5),
+        ];
+        let parts: Vec<String> = checks
+            .iter()
+            .map(|&(what, o, u, goal)| {
+                // CPU can round to 0 ticks at low scrape counts; say so rather than print inf/NaN.
+                if u <= 0.0 {
+                    return format!("{what} n/a (upstream 0)");
+                }
+                let ratio = o / u;
+                let verdict = if ratio <= goal { "ok" } else { "MISS" };
+                format!("{what} {ratio:.2} {verdict}")
+            })
+            .collect();
+        println!("{label:<8} ours/upstream: {}", parts.join(", "));
+    }
+}
+
+/// A running exporter. Dropping it kills the child, so early returns with `?`
+/// never leave exporters behind.
+struct Exporter {
+    name: String,
+    child: Child,
+    pid: u32,
+    url: String,
+    log: PathBuf,
+    /// What to tell the user if it does not come up.
+    hint: String,
+}
+
+impl Exporter {
+    fn start(
+        name: String,
+        bin: &Path,
+        args: &[String],
+        port: u16,
+        dir: &Path,
+        hint: String,
+    ) -> Result<Self> {
+        let log = dir.join(format!("{}.log", name.replace([' ', '(', ')'], "_")));
+        let out = File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+        let err = out.try_clone().context("duplicating log file handle")?;
+        let child = Command::new(bin)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .with_context(|| format!("starting {name}: {} ({hint})", bin.display()))?;
+        Ok(Exporter {
+            name,
+            pid: child.id(),
+            child,
+            url: format!("http://127.0.0.1:{port}/metrics"),
+            log,
+            hint,
+        })
+    }
+
+    /// Polls /metrics until it answers 200, the child exits, or the timeout hits.
+    fn wait_ready(&mut self, agent: &ureq::Agent) -> Result<()> {
+        let start = Instant::now();
+        loop {
+            if self.scrape(agent).is_ok() {
+                return Ok(());
+            }
+            // An early exit (bad flag, port taken) is reported at once rather than after the timeout.
+            let exited = self
+                .child
+                .try_wait()
+                .with_context(|| format!("checking whether {} is running", self.name))?;
+            if exited.is_some() || start.elapsed() > READY_TIMEOUT {
+                let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+                eprintln!("--- log of {} ---\n{log}--- end of log ---", self.name);
+                let why = match exited {
+                    Some(status) => format!("exited ({status}) before serving /metrics"),
+                    None => format!("did not answer {} within {READY_TIMEOUT:?}", self.url),
+                };
+                bail!("{} {why}; {}", self.name, self.hint);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// One plain-text scrape; returns the whole body.
+    fn scrape(&self, agent: &ureq::Agent) -> Result<String> {
+        let resp = agent
+            .get(&self.url)
+            .set("Accept", "text/plain")
+            .call()
+            .with_context(|| format!("scraping {} ({})", self.name, self.url))?;
+        let mut body = String::new();
+        resp.into_reader()
+            .read_to_string(&mut body)
+            .with_context(|| format!("reading body from {}", self.name))?;
+        Ok(body)
+    }
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        // Errors here mean it is already gone; nothing useful to do about them.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port that was free a moment ago. There is a small race until the exporter
+/// binds it, acceptable for a benchmark on an idle machine.
+fn free_port() -> Result<u16> {
+    let l = TcpListener::bind("127.0.0.1:0").context("binding 127.0.0.1:0 to find a free port")?;
+    Ok(l.local_addr().context("reading local address")?.port())
+}
+
+/// Clock ticks per second for /proc/PID/stat, via getconf to avoid a libc dependency.
+fn clock_ticks() -> f64 {
+    let ticks = Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .filter(|&t| t > 0.0);
+    ticks.unwrap_or_else(|| {
+        eprintln!("warning: getconf CLK_TCK failed, assuming 100");
+        100.0
+    })
+}
+
+/// utime + stime of the whole process (all threads), in clock ticks.
+fn cpu_ticks(pid: u32) -> Result<u64> {
+    let path = format!("/proc/{pid}/stat");
+    let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    // comm (field 2) may contain spaces and ')', so split after the last ')'.
+    // The remainder starts at field 3, hence utime (14) is index 11, stime (15) index 12.
+    let rest = stat
+        .rsplit_once(')')
+        .with_context(|| format!("malformed {path}"))?
+        .1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let field = |i: usize| -> Result<u64> {
+        fields
+            .get(i)
+            .and_then(|f| f.parse().ok())
+            .with_context(|| format!("malformed {path}: field {}", i + 3))
+    };
+    Ok(field(11)? + field(12)?)
+}
+
+/// Resident set size in KiB from /proc/PID/status.
+fn rss_kib(pid: u32) -> Result<u64> {
+    let path = format!("/proc/{pid}/status");
+    let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .with_context(|| format!("no VmRSS in {path}"))
+}
+
+/// Sample lines of the text exposition format: everything but comments and blanks.
+fn count_samples(body: &str) -> usize {
+    body.lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .count()
+}
+
+/// Nearest-rank percentile in milliseconds; sorts in place.
+fn percentile_ms(v: &mut [Duration], p: f64) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_unstable();
+    let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
+    let idx = rank.clamp(1, v.len()) - 1;
+    v[idx].as_secs_f64() * 1000.0
+}

@@ -32,6 +32,8 @@ use crate::serve::scrape_bookkeeping;
 use crate::Exporter;
 use regex::Regex;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::Instant;
 
 #[derive(Debug, thiserror::Error)]
@@ -136,12 +138,19 @@ impl Exporter for NodeExporter {
         "Carbonio Monitoring node exporter"
     }
     fn gather(&self) -> Vec<Family> {
-        let mut out = Vec::with_capacity(256);
-        let mut results = Vec::with_capacity(COLLECTORS.len());
-        for (name, collect) in COLLECTORS {
-            if !self.config.enabled.contains(name) {
-                continue;
-            }
+        let mut work: Vec<&(&str, CollectFn)> = COLLECTORS
+            .iter()
+            .filter(|(name, _)| self.config.enabled.contains(name))
+            .collect();
+        // The sysfs-heavy collectors go first so both workers finish together.
+        work.sort_by_key(|(name, _)| !SLOW_COLLECTORS.contains(name));
+        let next = AtomicUsize::new(0);
+        let slots: Vec<Mutex<Option<Collected>>> = work.iter().map(|_| Mutex::new(None)).collect();
+        let worker = || loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some((name, collect)) = work.get(i) else {
+                break;
+            };
             let start = Instant::now();
             let mut families = Vec::new();
             let ok = match collect(&self.config, &mut families) {
@@ -151,14 +160,34 @@ impl Exporter for NodeExporter {
                     false
                 }
             };
-            // A failed collector may have produced partial output; keep what it has, as node_exporter does.
+            if let Ok(mut slot) = slots[i].lock() {
+                *slot = Some((families, ok, start.elapsed().as_secs_f64()));
+            }
+        };
+        // Two workers, like node_exporter's concurrent collectors but bounded.
+        std::thread::scope(|scope| {
+            scope.spawn(worker);
+            worker();
+        });
+        let mut out = Vec::with_capacity(256);
+        let mut results = Vec::with_capacity(work.len());
+        for ((name, _), slot) in work.iter().zip(slots) {
+            let Ok(Some((mut families, ok, seconds))) = slot.into_inner() else {
+                results.push((*name, false, 0.0));
+                continue;
+            };
+            // A failed collector may have produced partial output; keep it, as node_exporter does.
             out.append(&mut families);
-            results.push((*name, ok, start.elapsed().as_secs_f64()));
+            results.push((*name, ok, seconds));
         }
         out.extend(scrape_bookkeeping("node", &results));
         out
     }
 }
+
+type Collected = (Vec<Family>, bool, f64);
+
+const SLOW_COLLECTORS: [&str; 2] = ["netclass", "netstat"];
 
 /// Splits whitespace-separated "key value" files such as /proc/vmstat.
 pub(crate) fn key_values(text: &str) -> impl Iterator<Item = (&str, &str)> {

@@ -5,13 +5,14 @@ pub mod config;
 mod read;
 
 use crate::exposition::Family;
+use crate::procfs;
 use crate::serve::scrape_bookkeeping;
 use crate::Exporter;
 use config::Config;
 use read::{ProcSample, ThreadSample};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
 pub struct ProcessOptions {
@@ -63,6 +64,7 @@ struct Tracker {
 pub struct ProcessExporter {
     opts: ProcessOptions,
     tracker: Mutex<Tracker>,
+    boot_time: OnceLock<f64>,
 }
 
 #[derive(Default)]
@@ -90,7 +92,17 @@ impl ProcessExporter {
         ProcessExporter {
             opts,
             tracker: Mutex::new(Tracker::default()),
+            boot_time: OnceLock::new(),
         }
+    }
+
+    /// Boot time is read once: it never changes and /proc/stat is costly to produce.
+    fn boot_time(&self) -> Result<f64, procfs::ReadError> {
+        if let Some(bt) = self.boot_time.get() {
+            return Ok(*bt);
+        }
+        let bt = procfs::boot_time(&self.opts.proc_root)?;
+        Ok(*self.boot_time.get_or_init(|| bt))
     }
 
     fn assign_groups(&self, procs: &[ProcSample]) -> Vec<Option<String>> {
@@ -135,7 +147,9 @@ impl Exporter for ProcessExporter {
 
     fn gather(&self) -> Vec<Family> {
         let start = Instant::now();
-        let scan = read::scan(&self.opts.proc_root, self.opts.gather_smaps);
+        let scan = self
+            .boot_time()
+            .and_then(|boot| read::scan(&self.opts.proc_root, boot, self.opts.gather_smaps));
         let mut tracker = match self.tracker.lock() {
             Ok(t) => t,
             Err(poisoned) => poisoned.into_inner(),

@@ -27,11 +27,18 @@ impl ReadError {
     }
 }
 
+/// Reads a whole file. Unlike `fs::read_to_string` it skips the size probe
+/// (statx), which is useless for /proc and /sys and costs a syscall per file.
 pub fn read_string(path: &Path) -> Result<String, ReadError> {
-    std::fs::read_to_string(path).map_err(|source| ReadError::Io {
+    use std::io::Read;
+    let io = |source| ReadError::Io {
         path: path.to_path_buf(),
         source,
-    })
+    };
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let mut text = String::with_capacity(1024);
+    file.read_to_string(&mut text).map_err(io)?;
+    Ok(text)
 }
 
 pub fn read_trimmed(path: &Path) -> Result<String, ReadError> {
@@ -168,7 +175,7 @@ pub fn parse_status(text: &str) -> ProcStatus {
             "nonvoluntary_ctxt_switches" => {
                 s.nonvoluntary_ctxt_switches = first.parse().unwrap_or(0)
             }
-            "VmSwap" => s.vm_swap = first.parse::<u64>().unwrap_or(0) * 1024,
+            "VmSwap" => s.vm_swap = first.parse::<u64>().unwrap_or(0).saturating_mul(1024),
             "Uid" => s.uid = first.parse().ok(),
             _ => {}
         }
@@ -206,6 +213,66 @@ pub fn count_fds(dir: &Path) -> Result<u64, ReadError> {
         source,
     })?;
     Ok(entries.count() as u64)
+}
+
+/// A directory held open so its files are opened relative to it (openat):
+/// reading many attributes of one /sys device then skips the path walk,
+/// which is most of the cost of opening a sysfs file.
+pub struct Dir {
+    fd: std::os::fd::OwnedFd,
+}
+
+impl Dir {
+    pub fn open(path: &Path) -> Option<Dir> {
+        use std::os::fd::FromRawFd;
+        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).ok()?;
+        // SAFETY: c is NUL-terminated; a non-negative return is a new fd we own.
+        let fd = unsafe {
+            libc::open(
+                c.as_ptr(),
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        };
+        (fd >= 0).then(|| Dir {
+            fd: unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) },
+        })
+    }
+
+    /// The trimmed contents of `name` in this directory, or None if unreadable.
+    pub fn read_trimmed(&self, name: &str) -> Option<String> {
+        use std::io::Read;
+        use std::os::fd::{AsRawFd, FromRawFd};
+        let c = std::ffi::CString::new(name).ok()?;
+        // SAFETY: valid dir fd and NUL-terminated name; we own the returned fd.
+        let fd = unsafe {
+            libc::openat(
+                self.fd.as_raw_fd(),
+                c.as_ptr(),
+                libc::O_RDONLY | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return None;
+        }
+        let mut file = unsafe { std::fs::File::from_raw_fd(fd) };
+        let mut buf = [0u8; 512];
+        let mut len = 0;
+        loop {
+            match file.read(&mut buf[len..]) {
+                Ok(0) => break,
+                Ok(n) => {
+                    len += n;
+                    if len == buf.len() {
+                        break;
+                    }
+                }
+                Err(_) => return None,
+            }
+        }
+        std::str::from_utf8(&buf[..len])
+            .ok()
+            .map(|s| s.trim().to_string())
+    }
 }
 
 /// Sorted entry names of a directory (e.g. /sys/class/net).
@@ -257,6 +324,15 @@ mod tests {
         for bad in ["", "12", "12 (x", "x) (", "1 (a) S"] {
             assert!(parse_stat(Path::new("x"), bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn huge_values_do_not_overflow() {
+        // Found by the proc_stat fuzz target.
+        assert_eq!(
+            parse_status("VmSwap: 18446744073709551615 kB\n").vm_swap,
+            u64::MAX
+        );
     }
 
     #[test]

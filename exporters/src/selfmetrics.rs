@@ -45,19 +45,21 @@ pub fn process_families() -> Vec<Family> {
             "process_cpu_seconds_total",
             "Total user and system CPU time spent in seconds.",
         )
-        .with(&[], (stat.utime + stat.stime) as f64 / ticks),
+        .with(&[], (stat.utime as f64 + stat.stime as f64) / ticks),
         Family::gauge(
             "process_resident_memory_bytes",
             "Resident memory size in bytes.",
         )
-        .with(&[], (stat.rss * procfs::page_size()) as f64),
+        .with(&[], stat.rss as f64 * procfs::page_size() as f64),
         Family::gauge(
             "process_virtual_memory_bytes",
             "Virtual memory size in bytes.",
         )
         .with(&[], stat.vsize as f64),
     ];
-    if let Ok(bt) = procfs::boot_time(proc_root) {
+    // Boot time never changes; reading /proc/stat each scrape is costly.
+    static BOOT_TIME: std::sync::OnceLock<Option<f64>> = std::sync::OnceLock::new();
+    if let Some(bt) = *BOOT_TIME.get_or_init(|| procfs::boot_time(proc_root).ok()) {
         out.push(
             Family::gauge(
                 "process_start_time_seconds",

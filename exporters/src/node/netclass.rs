@@ -1,6 +1,5 @@
 use super::{CollectError, NodeConfig};
 use crate::exposition::Family;
-use crate::procfs::read_trimmed;
 
 /// (sysfs file, metric suffix, counter?) of the numeric per-interface properties.
 const PROPS: [(&str, &str, bool); 15] = [
@@ -53,11 +52,13 @@ pub fn collect(cfg: &NodeConfig, out: &mut Vec<Family>) -> Result<(), CollectErr
         "Value is 1 if operstate is 'up', 0 otherwise.",
     );
     for dev in &devices {
-        let base = dir.join(dev);
-        let text = |f: &str| read_trimmed(&base.join(f)).unwrap_or_default();
+        let Some(base) = crate::procfs::Dir::open(&dir.join(dev)) else {
+            continue; // device vanished
+        };
+        let text = |f: &str| base.read_trimmed(f).unwrap_or_default();
         // Reading some attributes fails with EINVAL on virtual devices: skip them.
         let num = |f: &str| -> Option<f64> {
-            let s = read_trimmed(&base.join(f)).ok()?;
+            let s = base.read_trimmed(f)?;
             match s.strip_prefix("0x") {
                 Some(hex) => i64::from_str_radix(hex, 16).ok().map(|v| v as f64),
                 None => s.parse().ok(),

@@ -1,66 +1,80 @@
 use super::{CollectError, NodeConfig};
 use crate::exposition::Family;
-use crate::procfs::read_string;
+use crate::procfs::{parse_num, read_string, read_trimmed, ReadError};
 
-/// Legacy (non-detailed) names as node_exporter derives them from the
-/// kernel's per-interface statistics.
-const RECEIVE: [(&str, &[&str]); 9] = [
-    ("bytes", &["rx_bytes"]),
-    ("packets", &["rx_packets"]),
-    ("errs", &["rx_errors"]),
-    ("drop", &["rx_dropped", "rx_missed_errors"]),
-    ("fifo", &["rx_fifo_errors"]),
-    ("frame", &["rx_frame_errors"]),
-    ("compressed", &["rx_compressed"]),
-    ("multicast", &["multicast"]),
-    ("nohandler", &["rx_nohandler"]),
+/// Column names of /proc/net/dev, receive then transmit, as node_exporter names them.
+const RECEIVE: [&str; 8] = [
+    "bytes",
+    "packets",
+    "errs",
+    "drop",
+    "fifo",
+    "frame",
+    "compressed",
+    "multicast",
 ];
-const TRANSMIT: [(&str, &[&str]); 8] = [
-    ("bytes", &["tx_bytes"]),
-    ("packets", &["tx_packets"]),
-    ("errs", &["tx_errors"]),
-    ("drop", &["tx_dropped"]),
-    ("fifo", &["tx_fifo_errors"]),
-    ("colls", &["collisions"]),
-    ("carrier", &["tx_carrier_errors"]),
-    ("compressed", &["tx_compressed"]),
+const TRANSMIT: [&str; 8] = [
+    "bytes",
+    "packets",
+    "errs",
+    "drop",
+    "fifo",
+    "colls",
+    "carrier",
+    "compressed",
 ];
 
+/// One read of /proc/net/dev for all interfaces, plus `rx_nohandler` from
+/// sysfs, which /proc/net/dev does not carry.
 pub fn collect(cfg: &NodeConfig, out: &mut Vec<Family>) -> Result<(), CollectError> {
-    let dir = cfg.sys_root.join("class/net");
-    let devices = crate::procfs::list_dir(&dir)?;
-    let mut fams: Vec<(String, Family, &[&str])> = Vec::new();
-    for (dir_name, list) in [("receive", &RECEIVE[..]), ("transmit", &TRANSMIT[..])] {
-        for (name, sources) in list {
-            let metric = format!("node_network_{dir_name}_{name}_total");
-            let help = format!("Network device statistic {dir_name}_{name}.");
-            fams.push((metric.clone(), Family::counter(metric, help), sources));
-        }
-    }
-    for dev in &devices {
+    let path = cfg.proc_root.join("net/dev");
+    let text = read_string(&path)?;
+    let mut fams: Vec<Family> = RECEIVE
+        .iter()
+        .map(|n| ("receive", n))
+        .chain(TRANSMIT.iter().map(|n| ("transmit", n)))
+        .map(|(dir, n)| {
+            Family::counter(
+                format!("node_network_{dir}_{n}_total"),
+                format!("Network device statistic {dir}_{n}."),
+            )
+        })
+        .collect();
+    let mut nohandler = Family::counter(
+        "node_network_receive_nohandler_total",
+        "Network device statistic receive_nohandler.",
+    );
+    for line in text.lines().skip(2) {
+        let Some((dev, values)) = line.split_once(':') else {
+            return Err(ReadError::parse(&path, format!("no ':' in {line:?}")).into());
+        };
+        let dev = dev.trim();
         if cfg.netdev_device_exclude.is_match(dev) {
             continue;
         }
-        let stats = dir.join(dev).join("statistics");
-        if !stats.is_dir() {
-            continue;
+        let values: Vec<&str> = values.split_whitespace().collect();
+        if values.len() != fams.len() {
+            return Err(ReadError::parse(
+                &path,
+                format!("{dev}: {} columns, expected {}", values.len(), fams.len()),
+            )
+            .into());
         }
-        for (_, fam, sources) in fams.iter_mut() {
-            let mut total = 0u64;
-            let mut any = false;
-            for s in sources.iter() {
-                if let Ok(v) = read_string(&stats.join(s)) {
-                    if let Ok(n) = v.trim().parse::<u64>() {
-                        total += n;
-                        any = true;
-                    }
-                }
-            }
-            if any {
-                fam.add(&[("device", dev)], total as f64);
+        for (fam, v) in fams.iter_mut().zip(values) {
+            fam.add(&[("device", dev)], parse_num(&path, v)?);
+        }
+        let nh = cfg
+            .sys_root
+            .join("class/net")
+            .join(dev)
+            .join("statistics/rx_nohandler");
+        if let Ok(v) = read_trimmed(&nh) {
+            if let Ok(v) = v.parse::<f64>() {
+                nohandler.add(&[("device", dev)], v);
             }
         }
     }
-    out.extend(fams.into_iter().map(|(_, f, _)| f));
+    out.extend(fams);
+    out.push(nohandler);
     Ok(())
 }

@@ -37,8 +37,7 @@ pub struct Scan {
     pub partial_errors: u64,
 }
 
-pub fn scan(proc_root: &Path, smaps: bool) -> Result<Scan, ReadError> {
-    let boot = procfs::boot_time(proc_root)?;
+pub fn scan(proc_root: &Path, boot: f64, smaps: bool) -> Result<Scan, ReadError> {
     let ticks = procfs::clock_ticks();
     let page = procfs::page_size() as f64;
     let mut out = Scan {
