@@ -9,7 +9,7 @@ use crate::procfs;
 use crate::serve::scrape_bookkeeping;
 use crate::Exporter;
 use config::Config;
-use read::{ProcSample, ThreadSample};
+use read::{ProcSample, ProcStub, ThreadSample};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
@@ -52,7 +52,9 @@ impl std::ops::AddAssign for Counters {
 
 #[derive(Default)]
 struct Tracker {
-    /// (pid, start ticks) → (group, last counters) of processes seen last scrape.
+    /// (pid, start ticks) → the group decided when the process was first seen.
+    known: HashMap<(i32, u64), Option<String>>,
+    /// (pid, start ticks) → (group, last counters) of grouped processes seen last scrape.
     live: HashMap<(i32, u64), (String, Counters)>,
     /// Counters of exited processes, per group.
     exited: BTreeMap<String, Counters>,
@@ -105,31 +107,50 @@ impl ProcessExporter {
         Ok(*self.boot_time.get_or_init(|| bt))
     }
 
-    fn assign_groups(&self, procs: &[ProcSample]) -> Vec<Option<String>> {
-        let mut groups: Vec<Option<String>> = procs
+    /// Groups are decided once per process, at first sight; children of a
+    /// grouped process join its group when they match nothing themselves.
+    fn assign_groups(
+        &self,
+        stubs: &[ProcStub],
+        known: &HashMap<(i32, u64), Option<String>>,
+        boot: f64,
+    ) -> Vec<Option<String>> {
+        let ticks = procfs::clock_ticks();
+        let mut fresh = vec![false; stubs.len()];
+        let mut groups: Vec<Option<String>> = stubs
             .iter()
-            .map(|p| self.opts.config.group_of(&p.attrs))
+            .enumerate()
+            .map(
+                |(i, stub)| match known.get(&(stub.pid, stub.stat.starttime)) {
+                    Some(g) => g.clone(),
+                    None => {
+                        fresh[i] = true;
+                        let start_time = boot + stub.stat.starttime as f64 / ticks;
+                        self.opts.config.group_of(&read::attrs(
+                            &self.opts.proc_root,
+                            stub,
+                            start_time,
+                        ))
+                    }
+                },
+            )
             .collect();
         if self.opts.children {
-            let index: HashMap<i32, usize> = procs
-                .iter()
-                .enumerate()
-                .map(|(i, p)| (p.attrs.pid, i))
-                .collect();
-            let direct = groups.clone();
-            for (i, p) in procs.iter().enumerate() {
-                if groups[i].is_some() {
+            let index: HashMap<i32, usize> =
+                stubs.iter().enumerate().map(|(i, p)| (p.pid, i)).collect();
+            for i in 0..stubs.len() {
+                if !fresh[i] || groups[i].is_some() {
                     continue;
                 }
                 // Walk up the ancestry (bounded, in case of a pid cycle from racing reads).
-                let mut ppid = p.ppid;
+                let mut ppid = stubs[i].stat.ppid;
                 for _ in 0..64 {
                     let Some(&j) = index.get(&ppid) else { break };
-                    if let Some(g) = &direct[j] {
+                    if let Some(g) = &groups[j] {
                         groups[i] = Some(g.clone());
                         break;
                     }
-                    ppid = procs[j].ppid;
+                    ppid = stubs[j].stat.ppid;
                 }
             }
         }
@@ -149,24 +170,28 @@ impl Exporter for ProcessExporter {
         let start = Instant::now();
         let scan = self
             .boot_time()
-            .and_then(|boot| read::scan(&self.opts.proc_root, boot, self.opts.gather_smaps));
+            .and_then(|boot| Ok((boot, read::scan_stats(&self.opts.proc_root)?)));
         let mut tracker = match self.tracker.lock() {
             Ok(t) => t,
             Err(poisoned) => poisoned.into_inner(),
         };
-        let (procs, ok) = match scan {
-            Ok(scan) => {
-                tracker.procread_errors += scan.procread_errors;
-                tracker.partial_errors += scan.partial_errors;
-                (scan.procs, true)
+        let (boot, stubs, ok) = match scan {
+            Ok((boot, stubs)) => {
+                tracker.procread_errors += stubs.procread_errors;
+                (boot, stubs.procs, true)
             }
             Err(e) => {
                 tracing::error!(error = %e, "scanning processes failed");
                 tracker.scrape_errors += 1;
-                (Vec::new(), false)
+                (0.0, Vec::new(), false)
             }
         };
-        let assigned = self.assign_groups(&procs);
+        let assigned = self.assign_groups(&stubs, &tracker.known, boot);
+        tracker.known = stubs
+            .iter()
+            .zip(&assigned)
+            .map(|(p, g)| ((p.pid, p.stat.starttime), g.clone()))
+            .collect();
 
         let mut groups: BTreeMap<String, Group> = tracker
             .exited
@@ -174,16 +199,35 @@ impl Exporter for ProcessExporter {
             .map(|k| (k.clone(), Group::default()))
             .collect();
         let mut live = HashMap::new();
-        for (p, group) in procs.iter().zip(assigned) {
+        let ticks = procfs::clock_ticks();
+        for (stub, group) in stubs.iter().zip(assigned) {
             let Some(name) = group else { continue };
+            let start_time = boot + stub.stat.starttime as f64 / ticks;
+            let p = match read::details(
+                &self.opts.proc_root,
+                stub,
+                start_time,
+                self.opts.gather_smaps,
+            ) {
+                Ok((p, partial)) => {
+                    tracker.partial_errors += partial;
+                    p
+                }
+                Err(e) if e.is_not_found() => continue, // exited mid-scrape
+                Err(e) => {
+                    tracing::debug!(pid = stub.pid, error = %e, "reading process failed");
+                    tracker.procread_errors += 1;
+                    continue;
+                }
+            };
             let g = groups.entry(name.clone()).or_default();
-            add_proc(g, p);
+            add_proc(g, &p);
             if self.opts.threads {
-                for t in read::threads(&self.opts.proc_root, p.attrs.pid) {
+                for t in read::threads(&self.opts.proc_root, stub.pid) {
                     add_thread(g, &t);
                 }
             }
-            live.insert((p.attrs.pid, p.start_ticks), (name, p.counters));
+            live.insert((stub.pid, p.start_ticks), (name, p.counters));
         }
         // Processes gone since the last scrape keep contributing their last counters.
         let previous = std::mem::take(&mut tracker.live);

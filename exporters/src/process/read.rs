@@ -8,9 +8,14 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::OnceLock;
 
+/// First phase of a scan: what every process costs (its stat line).
+pub struct ProcStub {
+    pub pid: i32,
+    pub stat: procfs::ProcStat,
+}
+
+/// Second phase, only for processes in a group.
 pub struct ProcSample {
-    pub attrs: ProcAttrs,
-    pub ppid: i32,
     pub start_ticks: u64,
     pub state: char,
     pub counters: Counters,
@@ -31,26 +36,21 @@ pub struct ThreadSample {
     pub wchan: String,
 }
 
-pub struct Scan {
-    pub procs: Vec<ProcSample>,
+pub struct Stubs {
+    pub procs: Vec<ProcStub>,
     pub procread_errors: u64,
-    pub partial_errors: u64,
 }
 
-pub fn scan(proc_root: &Path, boot: f64, smaps: bool) -> Result<Scan, ReadError> {
-    let ticks = procfs::clock_ticks();
-    let page = procfs::page_size() as f64;
-    let mut out = Scan {
+/// Reads the stat line of every process.
+pub fn scan_stats(proc_root: &Path) -> Result<Stubs, ReadError> {
+    let mut out = Stubs {
         procs: Vec::new(),
         procread_errors: 0,
-        partial_errors: 0,
     };
     for pid in procfs::list_pids(proc_root)? {
-        match read_proc(proc_root, pid, boot, ticks, page, smaps) {
-            Ok((p, partial)) => {
-                out.partial_errors += partial;
-                out.procs.push(p);
-            }
+        let path = proc_root.join(pid.to_string()).join("stat");
+        match procfs::read_string(&path).and_then(|t| procfs::parse_stat(&path, &t)) {
+            Ok(stat) => out.procs.push(ProcStub { pid, stat }),
             Err(e) if e.is_not_found() => {} // exited between listing and reading
             Err(e) => {
                 tracing::debug!(pid, error = %e, "reading process failed");
@@ -61,23 +61,40 @@ pub fn scan(proc_root: &Path, boot: f64, smaps: bool) -> Result<Scan, ReadError>
     Ok(out)
 }
 
-fn read_proc(
-    root: &Path,
-    pid: i32,
-    boot: f64,
-    ticks: f64,
-    page: f64,
-    smaps: bool,
-) -> Result<(ProcSample, u64), ReadError> {
-    let dir = root.join(pid.to_string());
-    let stat_path = dir.join("stat");
-    let stat = procfs::parse_stat(&stat_path, &procfs::read_string(&stat_path)?)?;
+/// What the matchers need, read once when a process is first seen (as
+/// process-exporter does: a process keeps the group it matched first).
+pub fn attrs(proc_root: &Path, stub: &ProcStub, start_time: f64) -> ProcAttrs {
+    let dir = proc_root.join(stub.pid.to_string());
     let cmdline = std::fs::read(dir.join("cmdline")).unwrap_or_default();
     let cmdline: Vec<String> = cmdline
         .split(|b| *b == 0)
         .filter(|s| !s.is_empty())
         .map(|s| String::from_utf8_lossy(s).into_owned())
         .collect();
+    let uid = procfs::read_string(&dir.join("status"))
+        .ok()
+        .and_then(|t| procfs::parse_status(&t).uid);
+    ProcAttrs {
+        pid: stub.pid,
+        comm: stub.stat.comm.clone(),
+        cmdline,
+        username: uid.map(user_name).unwrap_or_default(),
+        start_time,
+    }
+}
+
+/// Reads the rest of a grouped process; returns the sample and its count
+/// of unreadable optional files (partial errors).
+pub fn details(
+    proc_root: &Path,
+    stub: &ProcStub,
+    start_time: f64,
+    smaps: bool,
+) -> Result<(ProcSample, u64), ReadError> {
+    let ticks = procfs::clock_ticks();
+    let page = procfs::page_size() as f64;
+    let stat = &stub.stat;
+    let dir = proc_root.join(stub.pid.to_string());
     let status = procfs::parse_status(&procfs::read_string(&dir.join("status"))?);
     let mut partial = 0;
     let (read_bytes, write_bytes) = match procfs::read_string(&dir.join("io")) {
@@ -110,20 +127,10 @@ fn read_proc(
     } else {
         (0.0, 0.0)
     };
-    let start_time = boot + stat.starttime as f64 / ticks;
-    let username = status.uid.map(user_name).unwrap_or_default();
     let sample = ProcSample {
-        attrs: ProcAttrs {
-            pid,
-            comm: stat.comm.clone(),
-            cmdline,
-            username,
-            start_time,
-        },
-        ppid: stat.ppid,
         start_ticks: stat.starttime,
         state: stat.state,
-        counters: counters(&stat, &status, (read_bytes, write_bytes), ticks),
+        counters: counters(stat, &status, (read_bytes, write_bytes), ticks),
         resident: stat.rss as f64 * page,
         virtual_: stat.vsize as f64,
         swapped: status.vm_swap as f64,
