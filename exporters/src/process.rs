@@ -12,8 +12,11 @@ use config::Config;
 use read::{ProcSample, ProcStub, ThreadSample};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
+
+type Details = Result<(ProcSample, u64, Vec<ThreadSample>), procfs::ReadError>;
 
 pub struct ProcessOptions {
     pub proc_root: PathBuf,
@@ -105,6 +108,44 @@ impl ProcessExporter {
         }
         let bt = procfs::boot_time(&self.opts.proc_root)?;
         Ok(*self.boot_time.get_or_init(|| bt))
+    }
+
+    /// Reads grouped processes (and their threads) on two workers.
+    fn read_details(&self, work: &[(&ProcStub, String)], boot: f64) -> Vec<Details> {
+        let ticks = procfs::clock_ticks();
+        let root = &self.opts.proc_root;
+        let next = AtomicUsize::new(0);
+        let slots: Vec<Mutex<Option<Details>>> = work.iter().map(|_| Mutex::new(None)).collect();
+        let worker = || loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some((stub, _)) = work.get(i) else { break };
+            let start_time = boot + stub.stat.starttime as f64 / ticks;
+            let result = read::details(root, stub, start_time, self.opts.gather_smaps).map(
+                |(p, partial)| {
+                    let threads = if self.opts.threads {
+                        read::threads(root, stub.pid)
+                    } else {
+                        Vec::new()
+                    };
+                    (p, partial, threads)
+                },
+            );
+            if let Ok(mut slot) = slots[i].lock() {
+                *slot = Some(result);
+            }
+        };
+        std::thread::scope(|scope| {
+            scope.spawn(worker);
+            worker();
+        });
+        slots
+            .into_iter()
+            .map(|slot| {
+                slot.into_inner().ok().flatten().unwrap_or_else(|| {
+                    Err(procfs::ReadError::parse(root, "process read worker failed"))
+                })
+            })
+            .collect()
     }
 
     /// Groups are decided once per process, at first sight; children of a
@@ -199,20 +240,15 @@ impl Exporter for ProcessExporter {
             .map(|k| (k.clone(), Group::default()))
             .collect();
         let mut live = HashMap::new();
-        let ticks = procfs::clock_ticks();
-        for (stub, group) in stubs.iter().zip(assigned) {
-            let Some(name) = group else { continue };
-            let start_time = boot + stub.stat.starttime as f64 / ticks;
-            let p = match read::details(
-                &self.opts.proc_root,
-                stub,
-                start_time,
-                self.opts.gather_smaps,
-            ) {
-                Ok((p, partial)) => {
-                    tracker.partial_errors += partial;
-                    p
-                }
+        let work: Vec<(&ProcStub, String)> = stubs
+            .iter()
+            .zip(assigned)
+            .filter_map(|(stub, group)| Some((stub, group?)))
+            .collect();
+        let details = self.read_details(&work, boot);
+        for ((stub, name), result) in work.into_iter().zip(details) {
+            let (p, partial, threads) = match result {
+                Ok(r) => r,
                 Err(e) if e.is_not_found() => continue, // exited mid-scrape
                 Err(e) => {
                     tracing::debug!(pid = stub.pid, error = %e, "reading process failed");
@@ -220,12 +256,11 @@ impl Exporter for ProcessExporter {
                     continue;
                 }
             };
+            tracker.partial_errors += partial;
             let g = groups.entry(name.clone()).or_default();
             add_proc(g, &p);
-            if self.opts.threads {
-                for t in read::threads(&self.opts.proc_root, stub.pid) {
-                    add_thread(g, &t);
-                }
+            for t in &threads {
+                add_thread(g, t);
             }
             live.insert((stub.pid, p.start_ticks), (name, p.counters));
         }

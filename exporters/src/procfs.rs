@@ -216,63 +216,86 @@ pub fn count_fds(dir: &Path) -> Result<u64, ReadError> {
 }
 
 /// A directory held open so its files are opened relative to it (openat):
-/// reading many attributes of one /sys device then skips the path walk,
-/// which is most of the cost of opening a sysfs file.
+/// reading many files of one /proc/PID or /sys device then skips the path
+/// walk, which is most of the cost of opening such a file.
 pub struct Dir {
     fd: std::os::fd::OwnedFd,
+    path: PathBuf,
 }
 
 impl Dir {
-    pub fn open(path: &Path) -> Option<Dir> {
-        use std::os::fd::FromRawFd;
-        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).ok()?;
-        // SAFETY: c is NUL-terminated; a non-negative return is a new fd we own.
-        let fd = unsafe {
-            libc::open(
-                c.as_ptr(),
-                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
-            )
-        };
-        (fd >= 0).then(|| Dir {
-            fd: unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) },
+    pub fn open(path: &Path) -> Result<Dir, ReadError> {
+        let fd = open_at(
+            libc::AT_FDCWD,
+            path.as_os_str().as_encoded_bytes(),
+            libc::O_PATH | libc::O_DIRECTORY,
+        )
+        .map_err(|source| ReadError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok(Dir {
+            fd,
+            path: path.to_path_buf(),
         })
     }
 
-    /// The trimmed contents of `name` in this directory, or None if unreadable.
-    pub fn read_trimmed(&self, name: &str) -> Option<String> {
-        use std::io::Read;
-        use std::os::fd::{AsRawFd, FromRawFd};
-        let c = std::ffi::CString::new(name).ok()?;
-        // SAFETY: valid dir fd and NUL-terminated name; we own the returned fd.
-        let fd = unsafe {
-            libc::openat(
-                self.fd.as_raw_fd(),
-                c.as_ptr(),
-                libc::O_RDONLY | libc::O_CLOEXEC,
-            )
-        };
-        if fd < 0 {
-            return None;
-        }
-        let mut file = unsafe { std::fs::File::from_raw_fd(fd) };
-        let mut buf = [0u8; 512];
-        let mut len = 0;
-        loop {
-            match file.read(&mut buf[len..]) {
-                Ok(0) => break,
-                Ok(n) => {
-                    len += n;
-                    if len == buf.len() {
-                        break;
-                    }
-                }
-                Err(_) => return None,
-            }
-        }
-        std::str::from_utf8(&buf[..len])
-            .ok()
-            .map(|s| s.trim().to_string())
+    /// A subdirectory, opened relative to this one.
+    pub fn sub(&self, name: &str) -> Result<Dir, ReadError> {
+        use std::os::fd::AsRawFd;
+        let fd = open_at(
+            self.fd.as_raw_fd(),
+            name.as_bytes(),
+            libc::O_PATH | libc::O_DIRECTORY,
+        )
+        .map_err(|source| self.io_error(name, source))?;
+        Ok(Dir {
+            fd,
+            path: self.path.join(name),
+        })
     }
+
+    /// The whole contents of `name` in this directory.
+    pub fn read(&self, name: &str) -> Result<String, ReadError> {
+        use std::io::Read;
+        use std::os::fd::AsRawFd;
+        let fd = open_at(self.fd.as_raw_fd(), name.as_bytes(), libc::O_RDONLY)
+            .map_err(|source| self.io_error(name, source))?;
+        let mut file = std::fs::File::from(fd);
+        let mut text = String::with_capacity(1024);
+        file.read_to_string(&mut text)
+            .map_err(|source| self.io_error(name, source))?;
+        Ok(text)
+    }
+
+    /// The trimmed contents of `name`, or None if unreadable.
+    pub fn read_trimmed(&self, name: &str) -> Option<String> {
+        self.read(name).ok().map(|s| s.trim().to_string())
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn io_error(&self, name: &str, source: io::Error) -> ReadError {
+        ReadError::Io {
+            path: self.path.join(name),
+            source,
+        }
+    }
+}
+
+fn open_at(dir: libc::c_int, name: &[u8], flags: libc::c_int) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    let c =
+        std::ffi::CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: c is NUL-terminated and dir is a valid fd or AT_FDCWD; a
+    // non-negative return is a new fd that we own.
+    let fd = unsafe { libc::openat(dir, c.as_ptr(), flags | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
 }
 
 /// Sorted entry names of a directory (e.g. /sys/class/net).

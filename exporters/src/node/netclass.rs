@@ -52,7 +52,7 @@ pub fn collect(cfg: &NodeConfig, out: &mut Vec<Family>) -> Result<(), CollectErr
         "Value is 1 if operstate is 'up', 0 otherwise.",
     );
     for dev in &devices {
-        let Some(base) = crate::procfs::Dir::open(&dir.join(dev)) else {
+        let Ok(base) = crate::procfs::Dir::open(&dir.join(dev)) else {
             continue; // device vanished
         };
         let text = |f: &str| base.read_trimmed(f).unwrap_or_default();

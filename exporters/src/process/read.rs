@@ -94,29 +94,30 @@ pub fn details(
     let ticks = procfs::clock_ticks();
     let page = procfs::page_size() as f64;
     let stat = &stub.stat;
-    let dir = proc_root.join(stub.pid.to_string());
-    let status = procfs::parse_status(&procfs::read_string(&dir.join("status"))?);
+    let dir = procfs::Dir::open(&proc_root.join(stub.pid.to_string()))?;
+    let status = procfs::parse_status(&dir.read("status")?);
     let mut partial = 0;
-    let (read_bytes, write_bytes) = match procfs::read_string(&dir.join("io")) {
+    let (read_bytes, write_bytes) = match dir.read("io") {
         Ok(t) => procfs::parse_io(&t),
         Err(_) => {
             partial += 1;
             (0, 0)
         }
     };
-    let open_fds = match procfs::count_fds(&dir.join("fd")) {
+    let open_fds = match procfs::count_fds(&dir.path().join("fd")) {
         Ok(n) => n as f64,
         Err(_) => {
             partial += 1;
             0.0
         }
     };
-    let max_fds = procfs::read_string(&dir.join("limits"))
+    let max_fds = dir
+        .read("limits")
         .ok()
         .and_then(|l| procfs::parse_max_fds(&l))
         .map_or(0.0, |v| v as f64);
     let (pss, swap_pss) = if smaps {
-        match procfs::read_string(&dir.join("smaps_rollup")) {
+        match dir.read("smaps_rollup") {
             Ok(t) => smaps_rollup(&t),
             Err(e) if e.is_not_found() => (0.0, 0.0),
             Err(_) => {
@@ -146,27 +147,32 @@ pub fn details(
 
 /// Threads of one process; threads that vanish mid-read are skipped.
 pub fn threads(root: &Path, pid: i32) -> Vec<ThreadSample> {
-    let task_dir = root.join(pid.to_string()).join("task");
-    let Ok(entries) = std::fs::read_dir(&task_dir) else {
+    let Ok(task) = procfs::Dir::open(&root.join(pid.to_string()).join("task")) else {
+        return Vec::new();
+    };
+    let Ok(tids) = procfs::list_dir(task.path()) else {
         return Vec::new();
     };
     let ticks = procfs::clock_ticks();
-    let mut out = Vec::new();
-    for entry in entries.flatten() {
-        let dir = entry.path();
-        let stat_path = dir.join("stat");
-        let Ok(stat) =
-            procfs::read_string(&stat_path).and_then(|t| procfs::parse_stat(&stat_path, &t))
+    let mut out = Vec::with_capacity(tids.len());
+    for tid in tids {
+        let Ok(dir) = task.sub(&tid) else { continue };
+        let stat_path = dir.path().join("stat");
+        let Ok(stat) = dir
+            .read("stat")
+            .and_then(|t| procfs::parse_stat(&stat_path, &t))
         else {
             continue;
         };
-        let status = procfs::read_string(&dir.join("status"))
+        let status = dir
+            .read("status")
             .map(|t| procfs::parse_status(&t))
             .unwrap_or_default();
-        let (read_bytes, write_bytes) = procfs::read_string(&dir.join("io"))
+        let (read_bytes, write_bytes) = dir
+            .read("io")
             .map(|t| procfs::parse_io(&t))
             .unwrap_or((0, 0));
-        let wchan = procfs::read_trimmed(&dir.join("wchan")).unwrap_or_default();
+        let wchan = dir.read_trimmed("wchan").unwrap_or_default();
         out.push(ThreadSample {
             counters: counters(&stat, &status, (read_bytes, write_bytes), ticks),
             name: stat.comm,
