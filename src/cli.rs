@@ -2,7 +2,7 @@
 //! names (`--web.listen-address`, `--collector.textfile.directory`, ...).
 
 use anyhow::{bail, Context, Result};
-use carbonio_exporters::node::{self, NodeConfig};
+use carbonio_exporters::node::{self, FieldFilter, NodeConfig};
 use clap::{Args, Parser, Subcommand};
 use regex::Regex;
 use std::ffi::OsString;
@@ -161,8 +161,8 @@ impl NodeArgs {
             fs_types_exclude: re("fs-types-exclude", &self.fs_types_exclude)?,
             disk_devices_exclude: re("diskstats.device-exclude", &self.disk_exclude)?,
             netdev_device_exclude: re("netdev.device-exclude", &self.netdev_exclude)?,
-            netstat_fields: re("netstat.fields", &self.netstat_fields)?,
-            vmstat_fields: re("vmstat.fields", &self.vmstat_fields)?,
+            netstat_fields: FieldFilter::new(re("netstat.fields", &self.netstat_fields)?),
+            vmstat_fields: FieldFilter::new(re("vmstat.fields", &self.vmstat_fields)?),
             enabled,
         })
     }

@@ -31,6 +31,7 @@ use crate::procfs::ReadError;
 use crate::serve::scrape_bookkeeping;
 use crate::Exporter;
 use regex::Regex;
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -85,8 +86,8 @@ pub struct NodeConfig {
     pub fs_types_exclude: Regex,
     pub disk_devices_exclude: Regex,
     pub netdev_device_exclude: Regex,
-    pub netstat_fields: Regex,
-    pub vmstat_fields: Regex,
+    pub netstat_fields: FieldFilter,
+    pub vmstat_fields: FieldFilter,
     pub enabled: Vec<&'static str>,
 }
 
@@ -113,10 +114,48 @@ impl Default for NodeConfig {
             fs_types_exclude: re(DEFAULT_FS_TYPES_EXCLUDE),
             disk_devices_exclude: re(DEFAULT_DISK_EXCLUDE),
             netdev_device_exclude: re(DEFAULT_NETDEV_EXCLUDE),
-            netstat_fields: re(DEFAULT_NETSTAT_FIELDS),
-            vmstat_fields: re(DEFAULT_VMSTAT_FIELDS),
+            netstat_fields: FieldFilter::new(re(DEFAULT_NETSTAT_FIELDS)),
+            vmstat_fields: FieldFilter::new(re(DEFAULT_VMSTAT_FIELDS)),
             enabled: COLLECTORS.iter().map(|(n, _)| *n).collect(),
         }
+    }
+}
+
+/// A field-name regex whose answers are remembered: the kernel's field
+/// names never change, so each is matched once instead of on every scrape.
+#[derive(Debug)]
+pub struct FieldFilter {
+    re: Regex,
+    memo: Mutex<HashMap<String, bool>>,
+}
+
+impl FieldFilter {
+    pub fn new(re: Regex) -> Self {
+        FieldFilter {
+            re,
+            memo: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn is_match(&self, field: &str) -> bool {
+        let Ok(mut memo) = self.memo.lock() else {
+            return self.re.is_match(field);
+        };
+        if let Some(hit) = memo.get(field) {
+            return *hit;
+        }
+        let hit = self.re.is_match(field);
+        // Bounded, in case a fixture or odd kernel invents endless names.
+        if memo.len() < 4096 {
+            memo.insert(field.to_string(), hit);
+        }
+        hit
+    }
+}
+
+impl Clone for FieldFilter {
+    fn clone(&self) -> Self {
+        FieldFilter::new(self.re.clone())
     }
 }
 
