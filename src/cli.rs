@@ -56,8 +56,8 @@ pub enum ExporterKind {
     Postgres(Pending),
     /// OpenLDAP cn=Monitor (port 9330). Not built yet.
     Ldap(Pending),
-    /// nginx stub_status (port 9113). Not built yet.
-    Nginx(Pending),
+    /// nginx stub_status, nginx-prometheus-exporter compatible (port 9113).
+    Nginx(NginxArgs),
     /// Carbonio Mesh / Consul (port 9107). Not built yet.
     Mesh(Pending),
 }
@@ -166,6 +166,45 @@ impl NodeArgs {
             enabled,
         })
     }
+}
+
+#[derive(Args, Debug)]
+pub struct NginxArgs {
+    #[command(flatten)]
+    pub web: WebArgs,
+    /// URL of nginx's stub_status page.
+    #[arg(
+        long = "nginx.scrape-uri",
+        default_value = "http://127.0.0.1:8080/stub_status"
+    )]
+    pub scrape_uri: String,
+    /// Timeout for one stub_status request (Go duration: 5s, 500ms).
+    #[arg(long = "nginx.timeout", default_value = "5s", value_parser = parse_duration)]
+    pub timeout: std::time::Duration,
+}
+
+/// Go-style durations as upstream flags take them: "500ms", "5s", "1m", "1h".
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" | "" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => {
+            return Err(format!(
+                "invalid duration unit in {s:?} (use ms, s, m or h)"
+            ))
+        }
+    };
+    if !secs.is_finite() || secs <= 0.0 {
+        return Err(format!("duration must be positive: {s:?}"));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
 }
 
 #[derive(Args, Debug)]
@@ -312,6 +351,18 @@ mod tests {
             ]
         );
         assert_eq!(norm(&["cm", "-h"]), ["cm", "-h"]);
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("5s"), Ok(std::time::Duration::from_secs(5)));
+        assert_eq!(
+            parse_duration("250ms"),
+            Ok(std::time::Duration::from_millis(250))
+        );
+        assert!(parse_duration("5x").is_err());
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("").is_err());
     }
 
     #[test]

@@ -3,9 +3,9 @@
 mod cli;
 
 use anyhow::{Context, Result};
-use carbonio_exporters::{node, process, serve};
+use carbonio_exporters::{nginx, node, process, serve};
 use clap::Parser;
-use cli::{Cli, Command, ExporterKind, NodeArgs, ProcessArgs};
+use cli::{Cli, Command, ExporterKind, NginxArgs, NodeArgs, ProcessArgs};
 use std::sync::Arc;
 
 fn main() -> std::process::ExitCode {
@@ -35,10 +35,10 @@ fn run(cli: Cli) -> Result<()> {
         Command::Exporter { kind } => match kind {
             ExporterKind::Node(args) => run_node(*args),
             ExporterKind::Process(args) => run_process(args),
-            ExporterKind::Postgres(_)
-            | ExporterKind::Ldap(_)
-            | ExporterKind::Nginx(_)
-            | ExporterKind::Mesh(_) => not_built(&format!("exporter {}", kind.name()), 3),
+            ExporterKind::Nginx(args) => run_nginx(args),
+            ExporterKind::Postgres(_) | ExporterKind::Ldap(_) | ExporterKind::Mesh(_) => {
+                not_built(&format!("exporter {}", kind.name()), 3)
+            }
         },
         Command::Run => not_built("run (collector + query + UI in one process)", 4),
         Command::Collector => not_built("collector", 4),
@@ -116,6 +116,14 @@ fn run_process(args: ProcessArgs) -> Result<()> {
         children: args.children,
         threads: args.threads,
         gather_smaps: args.gather_smaps,
+    });
+    serve_exporter(Arc::new(exporter), args.web)
+}
+
+fn run_nginx(args: NginxArgs) -> Result<()> {
+    let exporter = nginx::NginxExporter::new(nginx::NginxOptions {
+        scrape_uri: args.scrape_uri,
+        timeout: args.timeout,
     });
     serve_exporter(Arc::new(exporter), args.web)
 }

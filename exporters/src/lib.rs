@@ -5,6 +5,7 @@
 //! compresses, and applies the exporter-toolkit style web config (TLS, basic auth).
 
 pub mod exposition;
+pub mod nginx;
 pub mod node;
 pub mod process;
 pub mod procfs;
@@ -23,4 +24,8 @@ pub trait Exporter: Send + Sync + 'static {
     fn gather(&self) -> Vec<Family>;
     /// One-line description for the landing page.
     fn title(&self) -> &'static str;
+    /// `<name>_build_info`, labelled as the upstream exporter labels it.
+    fn build_info(&self) -> Family {
+        selfmetrics::build_info(self.build_info_name())
+    }
 }

@@ -216,7 +216,7 @@ async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
     let gathered = tokio::task::spawn_blocking(move || {
         let mut families = exporter.gather();
         families.extend(selfmetrics::process_families());
-        families.push(selfmetrics::build_info(exporter.build_info_name()));
+        families.push(exporter.build_info());
         exposition::encode(&exposition::normalize(families), format)
     })
     .await;

@@ -215,7 +215,7 @@ pub fn ours(kind: &str, extra: &[&str]) -> Service {
     .args(extra);
     let svc = spawn(&format!("carbonio-monitor exporter {kind}"), dir, port, cmd);
     if !extra.iter().any(|a| a.starts_with("--web.config.file")) {
-        wait_http_ok(&svc, "/metrics");
+        wait_http_ok(&svc, "/");
     }
     svc
 }

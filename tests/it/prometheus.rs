@@ -58,9 +58,18 @@ fn promtool_accepts_our_exporters() {
 fn real_prometheus_scrapes_our_exporters() {
     let node = ours("node", &[]);
     let process = ours("process", &[]);
+    let nginx_server = crate::harness::nginx();
+    let nginx = ours(
+        "nginx",
+        &[&format!(
+            "--nginx.scrape-uri={}",
+            nginx_server.url("/stub_status")
+        )],
+    );
     let prom = prometheus(&[
         ("node", format!("127.0.0.1:{}", node.port)),
         ("process", format!("127.0.0.1:{}", process.port)),
+        ("nginx", format!("127.0.0.1:{}", nginx.port)),
     ]);
     let url = prom.url("/api/v1/query?query=up");
     let mut last = String::new();
@@ -71,7 +80,7 @@ fn real_prometheus_scrapes_our_exporters() {
             last = get_text(&url);
             let v: serde_json::Value = serde_json::from_str(&last).unwrap();
             let results = v["data"]["result"].as_array().cloned().unwrap_or_default();
-            results.len() == 2 && results.iter().all(|r| r["value"][1] == "1")
+            results.len() == 3 && results.iter().all(|r| r["value"][1] == "1")
         },
     );
     // And it stored real series from both, e.g. memory and a process group.
@@ -79,6 +88,8 @@ fn real_prometheus_scrapes_our_exporters() {
     assert!(q.contains("\"job\":\"node\""), "{q}");
     let q = get_text(&prom.url("/api/v1/query?query=namedprocess_namegroup_num_procs"));
     assert!(q.contains("\"job\":\"process\""), "{q}");
+    let q = get_text(&prom.url("/api/v1/query?query=nginx_up"));
+    assert!(q.contains("\"job\":\"nginx\""), "{q}");
     // Check the targets page reports no scrape errors.
     let targets = get_text(&prom.url("/api/v1/targets"));
     assert!(!targets.contains("\"health\":\"down\""), "{targets}");
