@@ -58,8 +58,8 @@ pub enum ExporterKind {
     Ldap(Pending),
     /// nginx stub_status, nginx-prometheus-exporter compatible (port 9113).
     Nginx(NginxArgs),
-    /// Carbonio Mesh / Consul (port 9107). Not built yet.
-    Mesh(Pending),
+    /// Carbonio Mesh (HashiCorp Consul), consul_exporter compatible (port 9107).
+    Mesh(MeshArgs),
 }
 
 /// Arguments of an exporter that is not built yet: accepted, then refused with a clear message.
@@ -165,6 +165,61 @@ impl NodeArgs {
             vmstat_fields: FieldFilter::new(re("vmstat.fields", &self.vmstat_fields)?),
             enabled,
         })
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct MeshArgs {
+    #[command(flatten)]
+    pub web: WebArgs,
+    /// Consul HTTP API address (a missing scheme means http://).
+    #[arg(
+        long = "consul.server",
+        env = "CONSUL_HTTP_ADDR",
+        default_value = "http://localhost:8500"
+    )]
+    pub server: String,
+    /// ACL token sent as X-Consul-Token (Carbonio Mesh runs with ACLs).
+    #[arg(
+        long = "consul.token",
+        env = "CONSUL_HTTP_TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+    /// File holding the ACL token (e.g. /etc/carbonio/carbonio-prometheus/service-discover/token).
+    #[arg(long = "consul.token-file", conflicts_with = "token")]
+    pub token_file: Option<std::path::PathBuf>,
+    /// CA certificate (PEM) to verify an https:// Consul server.
+    #[arg(long = "consul.ca-file", env = "CONSUL_CACERT")]
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Timeout of each Consul API request.
+    #[arg(long = "consul.timeout", default_value = "500ms", value_parser = parse_duration)]
+    pub timeout: std::time::Duration,
+    /// Query each service's health for consul_catalog_service_node_healthy and consul_service_tag.
+    #[arg(long = "consul.health-summary", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub health_summary: bool,
+    /// Allow any Consul server (not only the leader) to answer catalog and health reads.
+    #[arg(long = "consul.allow_stale", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub allow_stale: bool,
+}
+
+impl MeshArgs {
+    /// The token from the flag, the environment or the token file (trimmed).
+    pub fn token(&self) -> Result<Option<String>> {
+        if let Some(path) = &self.token_file {
+            let t = std::fs::read_to_string(path)
+                .with_context(|| format!("reading token file {}", path.display()))?;
+            return Ok(Some(t.trim().to_string()));
+        }
+        Ok(self.token.clone().filter(|t| !t.is_empty()))
+    }
+
+    pub fn server_url(&self) -> String {
+        if self.server.contains("://") {
+            self.server.clone()
+        } else {
+            format!("http://{}", self.server)
+        }
     }
 }
 

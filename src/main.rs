@@ -3,9 +3,9 @@
 mod cli;
 
 use anyhow::{Context, Result};
-use carbonio_exporters::{nginx, node, process, serve};
+use carbonio_exporters::{mesh, nginx, node, process, serve};
 use clap::Parser;
-use cli::{Cli, Command, ExporterKind, NginxArgs, NodeArgs, ProcessArgs};
+use cli::{Cli, Command, ExporterKind, MeshArgs, NginxArgs, NodeArgs, ProcessArgs};
 use std::sync::Arc;
 
 fn main() -> std::process::ExitCode {
@@ -36,7 +36,8 @@ fn run(cli: Cli) -> Result<()> {
             ExporterKind::Node(args) => run_node(*args),
             ExporterKind::Process(args) => run_process(args),
             ExporterKind::Nginx(args) => run_nginx(args),
-            ExporterKind::Postgres(_) | ExporterKind::Ldap(_) | ExporterKind::Mesh(_) => {
+            ExporterKind::Mesh(args) => run_mesh(args),
+            ExporterKind::Postgres(_) | ExporterKind::Ldap(_) => {
                 not_built(&format!("exporter {}", kind.name()), 3)
             }
         },
@@ -125,5 +126,17 @@ fn run_nginx(args: NginxArgs) -> Result<()> {
         scrape_uri: args.scrape_uri,
         timeout: args.timeout,
     });
+    serve_exporter(Arc::new(exporter), args.web)
+}
+
+fn run_mesh(args: MeshArgs) -> Result<()> {
+    let exporter = mesh::MeshExporter::new(mesh::MeshOptions {
+        server: args.server_url(),
+        token: args.token()?,
+        ca_file: args.ca_file.clone(),
+        timeout: args.timeout,
+        health_summary: args.health_summary,
+        allow_stale: args.allow_stale,
+    })?;
     serve_exporter(Arc::new(exporter), args.web)
 }

@@ -3,6 +3,7 @@
 
 mod expo;
 mod harness;
+mod mesh;
 mod nginx;
 mod node;
 mod process;

@@ -42,6 +42,18 @@ fn promtool_accepts_our_exporters() {
             upstream_process_exporter(&config),
         ),
     ];
+    // No upstream consul_exporter here: its output must lint clean on its own.
+    let consul = crate::mesh::replay(crate::mesh::Mode::Normal);
+    let mesh = ours(
+        "mesh",
+        &[
+            &format!("--consul.server=127.0.0.1:{}", consul.port),
+            &format!("--consul.token={}", crate::mesh::TOKEN),
+        ],
+    );
+    let found = promtool_findings(&get_text(&mesh.url("/metrics")));
+    assert!(found.is_empty(), "mesh: {found:#?}");
+
     for (our, up) in &pairs {
         let ours_found = promtool_findings(&get_text(&our.url("/metrics")));
         let up_found = promtool_findings(&get_text(&up.url("/metrics")));
@@ -66,10 +78,19 @@ fn real_prometheus_scrapes_our_exporters() {
             nginx_server.url("/stub_status")
         )],
     );
+    let consul = crate::mesh::replay(crate::mesh::Mode::Normal);
+    let mesh = ours(
+        "mesh",
+        &[
+            &format!("--consul.server=127.0.0.1:{}", consul.port),
+            &format!("--consul.token={}", crate::mesh::TOKEN),
+        ],
+    );
     let prom = prometheus(&[
         ("node", format!("127.0.0.1:{}", node.port)),
         ("process", format!("127.0.0.1:{}", process.port)),
         ("nginx", format!("127.0.0.1:{}", nginx.port)),
+        ("mesh", format!("127.0.0.1:{}", mesh.port)),
     ]);
     let url = prom.url("/api/v1/query?query=up");
     let mut last = String::new();
@@ -80,7 +101,7 @@ fn real_prometheus_scrapes_our_exporters() {
             last = get_text(&url);
             let v: serde_json::Value = serde_json::from_str(&last).unwrap();
             let results = v["data"]["result"].as_array().cloned().unwrap_or_default();
-            results.len() == 3 && results.iter().all(|r| r["value"][1] == "1")
+            results.len() == 4 && results.iter().all(|r| r["value"][1] == "1")
         },
     );
     // And it stored real series from both, e.g. memory and a process group.
@@ -88,6 +109,8 @@ fn real_prometheus_scrapes_our_exporters() {
     assert!(q.contains("\"job\":\"node\""), "{q}");
     let q = get_text(&prom.url("/api/v1/query?query=namedprocess_namegroup_num_procs"));
     assert!(q.contains("\"job\":\"process\""), "{q}");
+    let q = get_text(&prom.url("/api/v1/query?query=consul_raft_peers"));
+    assert!(q.contains("\"job\":\"mesh\""), "{q}");
     let q = get_text(&prom.url("/api/v1/query?query=nginx_up"));
     assert!(q.contains("\"job\":\"nginx\""), "{q}");
     // Check the targets page reports no scrape errors.
