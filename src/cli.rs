@@ -54,8 +54,8 @@ pub enum ExporterKind {
     Process(ProcessArgs),
     /// PostgreSQL, postgres_exporter compatible (port 9187). Not built yet.
     Postgres(Pending),
-    /// OpenLDAP cn=Monitor (port 9330). Not built yet.
-    Ldap(Pending),
+    /// OpenLDAP cn=Monitor, openldap_exporter compatible (port 9330).
+    Ldap(LdapArgs),
     /// nginx stub_status, nginx-prometheus-exporter compatible (port 9113).
     Nginx(NginxArgs),
     /// Carbonio Mesh (HashiCorp Consul), consul_exporter compatible (port 9107).
@@ -165,6 +165,68 @@ impl NodeArgs {
             vmstat_fields: FieldFilter::new(re("vmstat.fields", &self.vmstat_fields)?),
             enabled,
         })
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct LdapArgs {
+    #[command(flatten)]
+    pub web: WebArgs,
+    /// Server whose cn=Monitor is read: ldap://, ldaps:// URL or host:port.
+    #[arg(
+        long = "ldap.addr",
+        alias = "ldapAddr",
+        default_value = "ldap://localhost:389"
+    )]
+    pub addr: String,
+    /// Bind DN allowed to read cn=Monitor (Carbonio: zimbra_ldap_userdn).
+    #[arg(long = "ldap.user", alias = "ldapUser")]
+    pub user: Option<String>,
+    /// Bind password (prefer --ldap.password-file or LDAP_PASSWORD; it is never logged).
+    #[arg(
+        long = "ldap.password",
+        alias = "ldapPass",
+        env = "LDAP_PASSWORD",
+        hide_env_values = true
+    )]
+    pub password: Option<String>,
+    /// File holding the bind password.
+    #[arg(long = "ldap.password-file", conflicts_with = "password")]
+    pub password_file: Option<std::path::PathBuf>,
+    /// Upgrade an ldap:// connection with StartTLS.
+    #[arg(long = "ldap.starttls")]
+    pub starttls: bool,
+    /// CA certificate (PEM) for ldaps:// or StartTLS.
+    #[arg(long = "ldap.ca-file")]
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Timeout of connecting and of each LDAP operation.
+    #[arg(long = "ldap.timeout", default_value = "5s", value_parser = parse_duration)]
+    pub timeout: std::time::Duration,
+    /// DN whose contextCSN is exposed as openldap_monitor_replication (repeatable).
+    #[arg(long = "ldap.replication-object", alias = "replicationObject")]
+    pub replication_objects: Vec<String>,
+    /// Consumer server compared with --ldap.addr for replication lag (repeatable).
+    #[arg(long = "ldap.consumer")]
+    pub consumers: Vec<String>,
+}
+
+/// "host:port" means ldap://host:port.
+pub fn ldap_url(s: &str) -> String {
+    if s.contains("://") {
+        s.to_string()
+    } else {
+        format!("ldap://{s}")
+    }
+}
+
+impl LdapArgs {
+    pub fn password(&self) -> Result<Option<String>> {
+        if let Some(path) = &self.password_file {
+            let p = std::fs::read_to_string(path)
+                .with_context(|| format!("reading password file {}", path.display()))?;
+            return Ok(Some(p.trim_end_matches(['\r', '\n']).to_string()));
+        }
+        Ok(self.password.clone())
     }
 }
 

@@ -3,9 +3,9 @@
 mod cli;
 
 use anyhow::{Context, Result};
-use carbonio_exporters::{mesh, nginx, node, process, serve};
+use carbonio_exporters::{ldap, mesh, nginx, node, process, serve};
 use clap::Parser;
-use cli::{Cli, Command, ExporterKind, MeshArgs, NginxArgs, NodeArgs, ProcessArgs};
+use cli::{Cli, Command, ExporterKind, LdapArgs, MeshArgs, NginxArgs, NodeArgs, ProcessArgs};
 use std::sync::Arc;
 
 fn main() -> std::process::ExitCode {
@@ -37,9 +37,8 @@ fn run(cli: Cli) -> Result<()> {
             ExporterKind::Process(args) => run_process(args),
             ExporterKind::Nginx(args) => run_nginx(args),
             ExporterKind::Mesh(args) => run_mesh(args),
-            ExporterKind::Postgres(_) | ExporterKind::Ldap(_) => {
-                not_built(&format!("exporter {}", kind.name()), 3)
-            }
+            ExporterKind::Ldap(args) => run_ldap(args),
+            ExporterKind::Postgres(_) => not_built(&format!("exporter {}", kind.name()), 3),
         },
         Command::Run => not_built("run (collector + query + UI in one process)", 4),
         Command::Collector => not_built("collector", 4),
@@ -137,6 +136,20 @@ fn run_mesh(args: MeshArgs) -> Result<()> {
         timeout: args.timeout,
         health_summary: args.health_summary,
         allow_stale: args.allow_stale,
+    })?;
+    serve_exporter(Arc::new(exporter), args.web)
+}
+
+fn run_ldap(args: LdapArgs) -> Result<()> {
+    let exporter = ldap::LdapExporter::new(ldap::LdapOptions {
+        url: cli::ldap_url(&args.addr),
+        consumers: args.consumers.iter().map(|c| cli::ldap_url(c)).collect(),
+        bind_dn: args.user.clone(),
+        password: args.password()?,
+        starttls: args.starttls,
+        ca_file: args.ca_file.clone(),
+        timeout: args.timeout,
+        replication_objects: args.replication_objects.clone(),
     })?;
     serve_exporter(Arc::new(exporter), args.web)
 }

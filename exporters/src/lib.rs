@@ -5,6 +5,7 @@
 //! compresses, and applies the exporter-toolkit style web config (TLS, basic auth).
 
 pub mod exposition;
+pub mod ldap;
 pub mod mesh;
 pub mod nginx;
 pub mod node;

@@ -400,15 +400,38 @@ pub fn postgres() -> Service {
 pub const LDAP_ADMIN_DN: &str = "cn=admin,dc=carbonio,dc=test";
 pub const LDAP_ADMIN_PW: &str = "test-secret";
 
+/// Role of a test slapd in replication.
+pub enum LdapRole {
+    Standalone,
+    /// Has the syncprov overlay, so the suffix carries a contextCSN.
+    Provider,
+    /// Replicates the suffix from a provider on this port.
+    ConsumerOf(u16),
+}
+
 pub fn slapd() -> Service {
+    slapd_with(LdapRole::Standalone)
+}
+
+pub fn slapd_with(role: LdapRole) -> Service {
     let bin = require("slapd", "slapd");
     let port = free_port();
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
     std::fs::create_dir(d.join("db")).expect("db dir");
+    let (modules, overlay) = match role {
+        LdapRole::Standalone => (String::new(), String::new()),
+        LdapRole::Provider => ("moduleload syncprov\n".into(), "overlay syncprov\nsyncprov-checkpoint 1 1\n".into()),
+        LdapRole::ConsumerOf(provider) => (
+            "moduleload syncprov\n".into(),
+            format!(
+                "syncrepl rid=001 provider=ldap://127.0.0.1:{provider}/ bindmethod=simple binddn=\"{LDAP_ADMIN_DN}\" credentials={LDAP_ADMIN_PW} searchbase=\"dc=carbonio,dc=test\" type=refreshAndPersist retry=\"1 +\"\n"
+            ),
+        ),
+    };
     let conf = format!(
-        "include /etc/ldap/schema/core.schema\npidfile {d}/slapd.pid\nargsfile {d}/slapd.args\nmodulepath /usr/lib/ldap\nmoduleload back_mdb\n\
-         database mdb\nsuffix \"dc=carbonio,dc=test\"\nrootdn \"{dn}\"\nrootpw {pw}\ndirectory {d}/db\n\
+        "include /etc/ldap/schema/core.schema\npidfile {d}/slapd.pid\nargsfile {d}/slapd.args\nmodulepath /usr/lib/ldap\nmoduleload back_mdb\n{modules}\
+         database mdb\nsuffix \"dc=carbonio,dc=test\"\nrootdn \"{dn}\"\nrootpw {pw}\ndirectory {d}/db\n{overlay}\
          database monitor\naccess to dn.subtree=\"cn=Monitor\" by dn.exact=\"{dn}\" read by * none\n",
         d = d.display(),
         dn = LDAP_ADMIN_DN,
@@ -442,6 +465,25 @@ pub fn slapd() -> Service {
             .is_ok_and(|o| o.status.success())
     });
     svc
+}
+
+/// Adds LDIF to a test slapd as its rootdn.
+pub fn ldap_add(svc: &Service, ldif: &str) {
+    let ldapadd = require("ldapadd", "ldap-utils");
+    let (code, out, err) = run_with_stdin(
+        &ldapadd,
+        &[
+            "-x",
+            "-H",
+            &format!("ldap://127.0.0.1:{}/", svc.port),
+            "-D",
+            LDAP_ADMIN_DN,
+            "-w",
+            LDAP_ADMIN_PW,
+        ],
+        ldif.as_bytes(),
+    );
+    assert_eq!(code, 0, "ldapadd failed: {out}{err}");
 }
 
 // ---- nginx with stub_status ----

@@ -3,6 +3,7 @@
 
 mod expo;
 mod harness;
+mod ldap;
 mod mesh;
 mod nginx;
 mod node;

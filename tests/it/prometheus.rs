@@ -54,6 +54,25 @@ fn promtool_accepts_our_exporters() {
     let found = promtool_findings(&get_text(&mesh.url("/metrics")));
     assert!(found.is_empty(), "mesh: {found:#?}");
 
+    // No upstream openldap_exporter here either: only the names it uses may warn.
+    let slapd = crate::harness::slapd();
+    let ldap = ours(
+        "ldap",
+        &[
+            &format!("--ldap.addr=127.0.0.1:{}", slapd.port),
+            &format!("--ldap.user={}", crate::harness::LDAP_ADMIN_DN),
+            &format!("--ldap.password={}", crate::harness::LDAP_ADMIN_PW),
+        ],
+    );
+    let found = promtool_findings(&get_text(&ldap.url("/metrics")));
+    let mut upstream_names: BTreeSet<String> = ["openldap_bind", "openldap_dial", "openldap_scrape"]
+        .iter()
+        .map(|n| format!("{n} counter metrics should have \"_total\" suffix"))
+        .collect();
+    upstream_names.insert("openldap_monitor_counter_object metric name should not include type 'counter'".into());
+    let extra: Vec<_> = found.difference(&upstream_names).collect();
+    assert!(extra.is_empty(), "ldap: {extra:#?}");
+
     for (our, up) in &pairs {
         let ours_found = promtool_findings(&get_text(&our.url("/metrics")));
         let up_found = promtool_findings(&get_text(&up.url("/metrics")));
@@ -86,7 +105,17 @@ fn real_prometheus_scrapes_our_exporters() {
             &format!("--consul.token={}", crate::mesh::TOKEN),
         ],
     );
+    let slapd = crate::harness::slapd();
+    let ldap = ours(
+        "ldap",
+        &[
+            &format!("--ldap.addr=127.0.0.1:{}", slapd.port),
+            &format!("--ldap.user={}", crate::harness::LDAP_ADMIN_DN),
+            &format!("--ldap.password={}", crate::harness::LDAP_ADMIN_PW),
+        ],
+    );
     let prom = prometheus(&[
+        ("ldap", format!("127.0.0.1:{}", ldap.port)),
         ("node", format!("127.0.0.1:{}", node.port)),
         ("process", format!("127.0.0.1:{}", process.port)),
         ("nginx", format!("127.0.0.1:{}", nginx.port)),
@@ -101,7 +130,7 @@ fn real_prometheus_scrapes_our_exporters() {
             last = get_text(&url);
             let v: serde_json::Value = serde_json::from_str(&last).unwrap();
             let results = v["data"]["result"].as_array().cloned().unwrap_or_default();
-            results.len() == 4 && results.iter().all(|r| r["value"][1] == "1")
+            results.len() == 5 && results.iter().all(|r| r["value"][1] == "1")
         },
     );
     // And it stored real series from both, e.g. memory and a process group.
@@ -111,6 +140,8 @@ fn real_prometheus_scrapes_our_exporters() {
     assert!(q.contains("\"job\":\"process\""), "{q}");
     let q = get_text(&prom.url("/api/v1/query?query=consul_raft_peers"));
     assert!(q.contains("\"job\":\"mesh\""), "{q}");
+    let q = get_text(&prom.url("/api/v1/query?query=openldap_up"));
+    assert!(q.contains("\"job\":\"ldap\"") && q.contains("\"1\""), "{q}");
     let q = get_text(&prom.url("/api/v1/query?query=nginx_up"));
     assert!(q.contains("\"job\":\"nginx\""), "{q}");
     // Check the targets page reports no scrape errors.
