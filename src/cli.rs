@@ -52,34 +52,14 @@ pub enum ExporterKind {
     Node(Box<NodeArgs>),
     /// Process groups, process-exporter compatible (port 9256).
     Process(ProcessArgs),
-    /// PostgreSQL, postgres_exporter compatible (port 9187). Not built yet.
-    Postgres(Pending),
+    /// PostgreSQL, postgres_exporter compatible (port 9187).
+    Postgres(PostgresArgs),
     /// OpenLDAP cn=Monitor, openldap_exporter compatible (port 9330).
     Ldap(LdapArgs),
     /// nginx stub_status, nginx-prometheus-exporter compatible (port 9113).
     Nginx(NginxArgs),
     /// Carbonio Mesh (HashiCorp Consul), consul_exporter compatible (port 9107).
     Mesh(MeshArgs),
-}
-
-/// Arguments of an exporter that is not built yet: accepted, then refused with a clear message.
-#[derive(Args, Debug)]
-pub struct Pending {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    pub args: Vec<String>,
-}
-
-impl ExporterKind {
-    pub fn name(&self) -> &'static str {
-        match self {
-            ExporterKind::Node(_) => "node",
-            ExporterKind::Process(_) => "process",
-            ExporterKind::Postgres(_) => "postgres",
-            ExporterKind::Ldap(_) => "ldap",
-            ExporterKind::Nginx(_) => "nginx",
-            ExporterKind::Mesh(_) => "mesh",
-        }
-    }
 }
 
 #[derive(Args, Debug, Clone)]
@@ -166,6 +146,27 @@ impl NodeArgs {
             enabled,
         })
     }
+}
+
+#[derive(Args, Debug)]
+pub struct PostgresArgs {
+    #[command(flatten)]
+    pub web: WebArgs,
+    /// DSN(s), comma-separated: postgresql://user:pass@host:5432/postgres?sslmode=require or libpq key=value.
+    #[arg(
+        long = "data-source-name",
+        env = "DATA_SOURCE_NAME",
+        hide_env_values = true,
+        value_delimiter = ',',
+        required = true
+    )]
+    pub dsns: Vec<String>,
+    /// Timeout of connecting and of each query.
+    #[arg(long = "postgres.timeout", default_value = "5s", value_parser = parse_duration)]
+    pub timeout: std::time::Duration,
+    /// Databases whose pg_stat_user_tables are exposed (comma-separated; off by default).
+    #[arg(long = "collector.stat_user_tables.databases", value_delimiter = ',')]
+    pub user_tables_databases: Vec<String>,
 }
 
 #[derive(Args, Debug)]

@@ -3,9 +3,11 @@
 mod cli;
 
 use anyhow::{Context, Result};
-use carbonio_exporters::{ldap, mesh, nginx, node, process, serve};
+use carbonio_exporters::{ldap, mesh, nginx, node, postgres, process, serve};
 use clap::Parser;
-use cli::{Cli, Command, ExporterKind, LdapArgs, MeshArgs, NginxArgs, NodeArgs, ProcessArgs};
+use cli::{
+    Cli, Command, ExporterKind, LdapArgs, MeshArgs, NginxArgs, NodeArgs, PostgresArgs, ProcessArgs,
+};
 use std::sync::Arc;
 
 fn main() -> std::process::ExitCode {
@@ -38,7 +40,7 @@ fn run(cli: Cli) -> Result<()> {
             ExporterKind::Nginx(args) => run_nginx(args),
             ExporterKind::Mesh(args) => run_mesh(args),
             ExporterKind::Ldap(args) => run_ldap(args),
-            ExporterKind::Postgres(_) => not_built(&format!("exporter {}", kind.name()), 3),
+            ExporterKind::Postgres(args) => run_postgres(args),
         },
         Command::Run => not_built("run (collector + query + UI in one process)", 4),
         Command::Collector => not_built("collector", 4),
@@ -67,16 +69,22 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
-fn serve_exporter(
-    exporter: Arc<dyn carbonio_exporters::Exporter>,
+/// Builds the exporter inside the runtime (database pools need it), then serves it.
+fn serve_exporter<E: carbonio_exporters::Exporter>(
+    build: impl FnOnce() -> Result<E>,
     web: cli::WebArgs,
 ) -> Result<()> {
+    let rt = runtime()?;
+    let exporter: Arc<dyn carbonio_exporters::Exporter> = {
+        let _entered = rt.enter();
+        Arc::new(build()?)
+    };
     let opts = serve::ServeOptions {
         listen_address: cli::listen_address(&web.listen_address),
         telemetry_path: web.telemetry_path,
         web_config_file: web.config_file,
     };
-    runtime()?.block_on(async {
+    rt.block_on(async {
         tokio::select! {
             r = serve::serve(exporter, opts) => r.context("exporter stopped"),
             _ = shutdown_signal() => Ok(()),
@@ -102,7 +110,7 @@ async fn shutdown_signal() {
 fn run_node(args: NodeArgs) -> Result<()> {
     let config = args.to_config()?;
     tracing::info!(collectors = ?config.enabled, "starting node exporter");
-    serve_exporter(Arc::new(node::NodeExporter::new(config)), args.web)
+    serve_exporter(|| Ok(node::NodeExporter::new(config)), args.web)
 }
 
 fn run_process(args: ProcessArgs) -> Result<()> {
@@ -110,38 +118,38 @@ fn run_process(args: ProcessArgs) -> Result<()> {
         Some(path) => process::config::Config::load(path)?,
         None => process::config::Config::carbonio_default()?,
     };
-    let exporter = process::ProcessExporter::new(process::ProcessOptions {
+    let opts = process::ProcessOptions {
         proc_root: args.procfs.clone(),
         config,
         children: args.children,
         threads: args.threads,
         gather_smaps: args.gather_smaps,
-    });
-    serve_exporter(Arc::new(exporter), args.web)
+    };
+    serve_exporter(|| Ok(process::ProcessExporter::new(opts)), args.web)
 }
 
 fn run_nginx(args: NginxArgs) -> Result<()> {
-    let exporter = nginx::NginxExporter::new(nginx::NginxOptions {
+    let opts = nginx::NginxOptions {
         scrape_uri: args.scrape_uri,
         timeout: args.timeout,
-    });
-    serve_exporter(Arc::new(exporter), args.web)
+    };
+    serve_exporter(|| Ok(nginx::NginxExporter::new(opts)), args.web)
 }
 
 fn run_mesh(args: MeshArgs) -> Result<()> {
-    let exporter = mesh::MeshExporter::new(mesh::MeshOptions {
+    let opts = mesh::MeshOptions {
         server: args.server_url(),
         token: args.token()?,
         ca_file: args.ca_file.clone(),
         timeout: args.timeout,
         health_summary: args.health_summary,
         allow_stale: args.allow_stale,
-    })?;
-    serve_exporter(Arc::new(exporter), args.web)
+    };
+    serve_exporter(|| Ok(mesh::MeshExporter::new(opts)?), args.web)
 }
 
 fn run_ldap(args: LdapArgs) -> Result<()> {
-    let exporter = ldap::LdapExporter::new(ldap::LdapOptions {
+    let opts = ldap::LdapOptions {
         url: cli::ldap_url(&args.addr),
         consumers: args.consumers.iter().map(|c| cli::ldap_url(c)).collect(),
         bind_dn: args.user.clone(),
@@ -150,6 +158,20 @@ fn run_ldap(args: LdapArgs) -> Result<()> {
         ca_file: args.ca_file.clone(),
         timeout: args.timeout,
         replication_objects: args.replication_objects.clone(),
-    })?;
-    serve_exporter(Arc::new(exporter), args.web)
+    };
+    serve_exporter(|| Ok(ldap::LdapExporter::new(opts)?), args.web)
+}
+
+fn run_postgres(args: PostgresArgs) -> Result<()> {
+    let opts = postgres::PostgresOptions {
+        dsns: args
+            .dsns
+            .iter()
+            .map(|d| d.trim().to_string())
+            .filter(|d| !d.is_empty())
+            .collect(),
+        timeout: args.timeout,
+        user_tables_databases: args.user_tables_databases.clone(),
+    };
+    serve_exporter(|| Ok(postgres::PostgresExporter::new(opts)?), args.web)
 }

@@ -9,6 +9,7 @@ pub mod ldap;
 pub mod mesh;
 pub mod nginx;
 pub mod node;
+pub mod postgres;
 pub mod process;
 pub mod procfs;
 pub mod selfmetrics;

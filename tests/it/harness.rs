@@ -324,6 +324,34 @@ fn user_ids(user: &str) -> (u32, u32) {
 
 /// PostgreSQL with trust auth on 127.0.0.1; `initdb` refuses root, so it runs as `postgres`.
 pub fn postgres() -> Service {
+    postgres_with(false)
+}
+
+/// Runs a PostgreSQL client program (psql, pgbench, ...) against a test server as `postgres`.
+pub fn pg_run(pg: &Service, program: &str, args: &[&str]) -> String {
+    let out = Command::new(postgres_bin(program))
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &pg.port.to_string(),
+            "-U",
+            "postgres",
+        ])
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// PostgreSQL, optionally with TLS on (a self-signed certificate) so clients can require it.
+pub fn postgres_with(tls: bool) -> Service {
     let initdb = postgres_bin("initdb");
     let pg_ctl = postgres_bin("pg_ctl");
     let port = free_port();
@@ -358,6 +386,45 @@ pub fn postgres() -> Service {
         "--locale=C.UTF-8",
     ]);
     let log = dir.path().join("postgres.log").display().to_string();
+    let mut server_opts = format!("-c listen_addresses=127.0.0.1 -p {port} -k {sock}");
+    if tls {
+        let (cert, key) = (dir.path().join("server.crt"), dir.path().join("server.key"));
+        let ok = Command::new(require("openssl", "openssl"))
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=127.0.0.1",
+            ])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .output()
+            .expect("openssl");
+        assert!(
+            ok.status.success(),
+            "openssl: {}",
+            String::from_utf8_lossy(&ok.stderr)
+        );
+        for f in [&cert, &key] {
+            std::os::unix::fs::chown(f, Some(uid), Some(gid)).expect("chown cert");
+        }
+        std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .expect("chmod key");
+        server_opts.push_str(&format!(
+            " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+            cert.display(),
+            key.display()
+        ));
+    }
     as_postgres(&[
         &pg_ctl.display().to_string(),
         "-D",
@@ -367,7 +434,7 @@ pub fn postgres() -> Service {
         "-w",
         "start",
         "-o",
-        &format!("-c listen_addresses=127.0.0.1 -p {port} -k {sock}"),
+        &server_opts,
     ]);
     let mut svc = Service {
         name: "postgresql".into(),

@@ -7,6 +7,7 @@ mod ldap;
 mod mesh;
 mod nginx;
 mod node;
+mod postgres;
 mod process;
 mod prometheus;
 mod services;

@@ -65,11 +65,14 @@ fn promtool_accepts_our_exporters() {
         ],
     );
     let found = promtool_findings(&get_text(&ldap.url("/metrics")));
-    let mut upstream_names: BTreeSet<String> = ["openldap_bind", "openldap_dial", "openldap_scrape"]
-        .iter()
-        .map(|n| format!("{n} counter metrics should have \"_total\" suffix"))
-        .collect();
-    upstream_names.insert("openldap_monitor_counter_object metric name should not include type 'counter'".into());
+    let mut upstream_names: BTreeSet<String> =
+        ["openldap_bind", "openldap_dial", "openldap_scrape"]
+            .iter()
+            .map(|n| format!("{n} counter metrics should have \"_total\" suffix"))
+            .collect();
+    upstream_names.insert(
+        "openldap_monitor_counter_object metric name should not include type 'counter'".into(),
+    );
     let extra: Vec<_> = found.difference(&upstream_names).collect();
     assert!(extra.is_empty(), "ldap: {extra:#?}");
 
