@@ -35,7 +35,16 @@ fn promtool_accepts_our_exporters() {
     )
     .unwrap();
     let cfg_flag = format!("--config.path={}", config.display());
+    let pg = crate::harness::postgres();
+    let dsn = format!(
+        "postgresql://postgres@127.0.0.1:{}/postgres?sslmode=disable",
+        pg.port
+    );
     let pairs = [
+        (
+            ours("postgres", &[&format!("--data-source-name={dsn}")]),
+            crate::harness::upstream_postgres_exporter(&dsn),
+        ),
         (ours("node", &[]), upstream_node_exporter(&[])),
         (
             ours("process", &[&cfg_flag]),
@@ -117,7 +126,16 @@ fn real_prometheus_scrapes_our_exporters() {
             &format!("--ldap.password={}", crate::harness::LDAP_ADMIN_PW),
         ],
     );
+    let pg = crate::harness::postgres();
+    let postgres = ours(
+        "postgres",
+        &[&format!(
+            "--data-source-name=postgresql://postgres@127.0.0.1:{}/postgres?sslmode=disable",
+            pg.port
+        )],
+    );
     let prom = prometheus(&[
+        ("postgres", format!("127.0.0.1:{}", postgres.port)),
         ("ldap", format!("127.0.0.1:{}", ldap.port)),
         ("node", format!("127.0.0.1:{}", node.port)),
         ("process", format!("127.0.0.1:{}", process.port)),
@@ -133,7 +151,7 @@ fn real_prometheus_scrapes_our_exporters() {
             last = get_text(&url);
             let v: serde_json::Value = serde_json::from_str(&last).unwrap();
             let results = v["data"]["result"].as_array().cloned().unwrap_or_default();
-            results.len() == 5 && results.iter().all(|r| r["value"][1] == "1")
+            results.len() == 6 && results.iter().all(|r| r["value"][1] == "1")
         },
     );
     // And it stored real series from both, e.g. memory and a process group.
@@ -143,6 +161,11 @@ fn real_prometheus_scrapes_our_exporters() {
     assert!(q.contains("\"job\":\"process\""), "{q}");
     let q = get_text(&prom.url("/api/v1/query?query=consul_raft_peers"));
     assert!(q.contains("\"job\":\"mesh\""), "{q}");
+    let q = get_text(&prom.url("/api/v1/query?query=pg_up"));
+    assert!(
+        q.contains("\"job\":\"postgres\"") && q.contains("\"1\""),
+        "{q}"
+    );
     let q = get_text(&prom.url("/api/v1/query?query=openldap_up"));
     assert!(q.contains("\"job\":\"ldap\"") && q.contains("\"1\""), "{q}");
     let q = get_text(&prom.url("/api/v1/query?query=nginx_up"));

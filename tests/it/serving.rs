@@ -215,7 +215,7 @@ fn malformed_web_configs_are_clear_errors() {
 fn unbuilt_subcommands_say_so_and_fail() {
     for args in [
         &["run"][..],
-        &["exporter", "postgres"],
+        &["collector"],
         &["query"],
         &["check-config"],
     ] {
