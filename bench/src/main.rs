@@ -5,6 +5,8 @@
 //! by side, scrapes them alternately (so both see the same machine state and
 //! the same background noise) and reports latency, CPU per scrape and RSS.
 
+mod services;
+
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::fs::File;
@@ -17,6 +19,8 @@ use std::time::{Duration, Instant};
 /// Upstream binaries as installed by the Debian packages of the same name.
 const UPSTREAM_NODE: &str = "/usr/bin/prometheus-node-exporter";
 const UPSTREAM_PROCESS: &str = "/usr/bin/prometheus-process-exporter";
+const UPSTREAM_POSTGRES: &str = "/usr/bin/prometheus-postgres-exporter";
+const UPSTREAM_NGINX: &str = "/usr/bin/prometheus-nginx-exporter";
 
 /// How long an exporter may take to answer its first scrape.
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
@@ -60,6 +64,9 @@ enum Cmd {
 enum Pair {
     Node,
     Process,
+    Postgres,
+    Nginx,
+    Ldap,
 }
 
 fn main() -> Result<()> {
@@ -113,14 +120,42 @@ fn exporters(binary: &Path, scrapes: usize, warmup: usize, only: Option<Pair>) -
 
     let mut rows = Vec::new();
     let mut pairs = Vec::new();
-    for pair in [Pair::Node, Pair::Process] {
+    for pair in [
+        Pair::Node,
+        Pair::Process,
+        Pair::Postgres,
+        Pair::Nginx,
+        Pair::Ldap,
+    ] {
         if only.is_some_and(|o| o != pair) {
             continue;
         }
+        if pair == Pair::Ldap {
+            // No upstream LDAP exporter is packaged: compare with the direct
+            // cn=Monitor search an operator would run instead.
+            rows.extend(ldap_pair(
+                binary,
+                scrapes,
+                warmup,
+                tmp.path(),
+                &agent,
+                clk_tck,
+            )?);
+            pairs.push("ldap");
+            continue;
+        }
         let (ours_args, upstream_args): (Vec<String>, Vec<String>);
+        let mut upstream_env: Vec<(&str, String)> = Vec::new();
+        let mut _service = None;
         let (label, upstream_bin, package) = match pair {
             Pair::Node => ("node", UPSTREAM_NODE, "prometheus-node-exporter"),
             Pair::Process => ("process", UPSTREAM_PROCESS, "prometheus-process-exporter"),
+            Pair::Postgres => (
+                "postgres",
+                UPSTREAM_POSTGRES,
+                "prometheus-postgres-exporter",
+            ),
+            Pair::Nginx | Pair::Ldap => ("nginx", UPSTREAM_NGINX, "prometheus-nginx-exporter"),
         };
         let ours_port = free_port()?;
         let up_port = free_port()?;
@@ -152,6 +187,37 @@ fn exporters(binary: &Path, scrapes: usize, warmup: usize, only: Option<Pair>) -
                     "-gather-smaps=true".into(),
                 ];
             }
+            Pair::Postgres => {
+                let svc = services::postgres(&tmp.path().join("pg"), free_port()?)?;
+                let dsn = format!(
+                    "postgresql://postgres@127.0.0.1:{}/postgres?sslmode=disable",
+                    svc.port
+                );
+                ours_args = vec![
+                    "exporter".into(),
+                    "postgres".into(),
+                    format!("--web.listen-address=127.0.0.1:{ours_port}"),
+                    format!("--data-source-name={dsn}"),
+                ];
+                upstream_args = vec![format!("--web.listen-address=127.0.0.1:{up_port}")];
+                upstream_env.push(("DATA_SOURCE_NAME", dsn));
+                _service = Some(svc);
+            }
+            Pair::Nginx | Pair::Ldap => {
+                let svc = services::nginx(&tmp.path().join("nginx"), free_port()?)?;
+                let uri = format!("http://127.0.0.1:{}/stub_status", svc.port);
+                ours_args = vec![
+                    "exporter".into(),
+                    "nginx".into(),
+                    format!("--web.listen-address=127.0.0.1:{ours_port}"),
+                    format!("--nginx.scrape-uri={uri}"),
+                ];
+                upstream_args = vec![
+                    format!("-web.listen-address=127.0.0.1:{up_port}"),
+                    format!("-nginx.scrape-uri={uri}"),
+                ];
+                _service = Some(svc);
+            }
         }
 
         if !Path::new(upstream_bin).is_file() {
@@ -161,6 +227,7 @@ fn exporters(binary: &Path, scrapes: usize, warmup: usize, only: Option<Pair>) -
             format!("{label} (ours)"),
             binary,
             &ours_args,
+            &[],
             ours_port,
             tmp.path(),
             "build with cargo build --release".into(),
@@ -169,6 +236,7 @@ fn exporters(binary: &Path, scrapes: usize, warmup: usize, only: Option<Pair>) -
             format!("{label} (upstream)"),
             Path::new(upstream_bin),
             &upstream_args,
+            &upstream_env,
             up_port,
             tmp.path(),
             format!("install the Debian package {package}"),
@@ -227,6 +295,134 @@ fn exporters(binary: &Path, scrapes: usize, warmup: usize, only: Option<Pair>) -
 
     report(&rows, &pairs, scrapes, clk_tck);
     Ok(())
+}
+
+/// Our LDAP exporter against `ldapsearch` of the cn=Monitor subtree (the
+/// "upstream" row): the same data, read the way an operator would without us.
+fn ldap_pair(
+    binary: &Path,
+    scrapes: usize,
+    warmup: usize,
+    dir: &Path,
+    agent: &ureq::Agent,
+    clk_tck: f64,
+) -> Result<Vec<Stats>> {
+    let slapd = services::slapd(&dir.join("slapd"), free_port()?)?;
+    let port = free_port()?;
+    let args = vec![
+        "exporter".to_string(),
+        "ldap".into(),
+        format!("--web.listen-address=127.0.0.1:{port}"),
+        format!("--ldap.addr=127.0.0.1:{}", slapd.port),
+        format!("--ldap.user={}", services::LDAP_DN),
+        format!("--ldap.password={}", services::LDAP_PW),
+    ];
+    let mut ours = Exporter::start(
+        "ldap (ours)".into(),
+        binary,
+        &args,
+        &[],
+        port,
+        dir,
+        "build with cargo build --release".into(),
+    )?;
+    ours.wait_ready(agent)?;
+    let search = || -> Result<String> {
+        let out = Command::new("/usr/bin/ldapsearch")
+            .args([
+                "-x",
+                "-LLL",
+                "-H",
+                &format!("ldap://127.0.0.1:{}/", slapd.port),
+                "-D",
+                services::LDAP_DN,
+                "-w",
+                services::LDAP_PW,
+            ])
+            .args([
+                "-b",
+                "cn=Monitor",
+                "-s",
+                "sub",
+                "(objectClass=*)",
+                "monitoredInfo",
+                "monitorCounter",
+                "monitorOpInitiated",
+                "monitorOpCompleted",
+            ])
+            .output()
+            .context("running ldapsearch: install the Debian package ldap-utils")?;
+        if !out.status.success() {
+            bail!(
+                "ldapsearch failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    eprintln!("ldap: warming up ({warmup} scrapes each)");
+    for _ in 0..warmup {
+        ours.scrape(agent)?;
+        search()?;
+    }
+    eprintln!("ldap: measuring ({scrapes} scrapes each, alternating)");
+    let mut lat: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
+    let mut last = [(0usize, 0usize); 2];
+    let mut max_rss = 0u64;
+    let cpu_before = cpu_ticks(ours.pid)?;
+    let mut search_cpu = Duration::ZERO;
+    for i in 0..scrapes {
+        let t = Instant::now();
+        let body = ours.scrape(agent)?;
+        lat[0].push(t.elapsed());
+        last[0] = (body.len(), count_samples(&body));
+        let children_before = children_cpu();
+        let t = Instant::now();
+        let ldif = search()?;
+        lat[1].push(t.elapsed());
+        search_cpu += children_cpu().saturating_sub(children_before);
+        last[1] = (
+            ldif.len(),
+            ldif.lines().filter(|l| l.starts_with("monitor")).count(),
+        );
+        if i % RSS_SAMPLE_EVERY == 0 {
+            max_rss = max_rss.max(rss_kib(ours.pid)?);
+        }
+    }
+    let ticks = cpu_ticks(ours.pid)?.saturating_sub(cpu_before);
+    Ok(vec![
+        Stats {
+            name: "ldap (ours)".into(),
+            p50_ms: percentile_ms(&mut lat[0], 50.0),
+            p99_ms: percentile_ms(&mut lat[0], 99.0),
+            cpu_ms_per_scrape: ticks as f64 / clk_tck * 1000.0 / scrapes as f64,
+            max_rss_mib: max_rss.max(rss_kib(ours.pid)?) as f64 / 1024.0,
+            samples: last[0].1,
+            body_bytes: last[0].0,
+        },
+        Stats {
+            name: "ldap (ldapsearch)".into(),
+            p50_ms: percentile_ms(&mut lat[1], 50.0),
+            p99_ms: percentile_ms(&mut lat[1], 99.0),
+            cpu_ms_per_scrape: search_cpu.as_secs_f64() * 1000.0 / scrapes as f64,
+            max_rss_mib: 0.0,
+            samples: last[1].1,
+            body_bytes: last[1].0,
+        },
+    ])
+}
+
+/// CPU time used by this process's waited-for children (ldapsearch runs).
+fn children_cpu() -> Duration {
+    // SAFETY: getrusage only writes into the zeroed struct.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) } != 0 {
+        return Duration::ZERO;
+    }
+    let tv = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
+    tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
 /// Prints the table and the ours/upstream ratios. Rows come in pairs (ours, upstream).
@@ -293,6 +489,7 @@ impl Exporter {
         name: String,
         bin: &Path,
         args: &[String],
+        env: &[(&str, String)],
         port: u16,
         dir: &Path,
         hint: String,
@@ -302,6 +499,7 @@ impl Exporter {
         let err = out.try_clone().context("duplicating log file handle")?;
         let child = Command::new(bin)
             .args(args)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)

@@ -82,11 +82,11 @@ pub struct NginxExporter {
 
 impl NginxExporter {
     pub fn new(opts: NginxOptions) -> Self {
-        // No pooled connections: each scrape is one fresh request, so the
-        // counters move by exactly what the scrape itself adds.
+        // A kept-alive connection, as upstream's Go client does: a scrape adds
+        // one request to nginx's counters but no connection.
         let agent = ureq::AgentBuilder::new()
             .timeout(opts.timeout)
-            .max_idle_connections(0)
+            .max_idle_connections_per_host(1)
             .user_agent(concat!("carbonio-monitor/", env!("CARGO_PKG_VERSION")))
             .build();
         NginxExporter { opts, agent }

@@ -115,7 +115,7 @@ impl PostgresExporter {
             let options = parse_dsn(dsn)?;
             let server = format!("{}:{}", options.get_host(), options.get_port());
             let pool = PgPoolOptions::new()
-                .max_connections(2)
+                .max_connections(4)
                 .acquire_timeout(opts.timeout)
                 .connect_lazy_with(options.clone());
             targets.push(Target {
@@ -167,31 +167,64 @@ impl PostgresExporter {
                 1.0,
             ),
         );
-        for view in VIEWS {
-            self.scrape_view(t, view, out).await?;
-        }
-        queries::locks(&t.pool, server, out)
-            .await
-            .map_err(q("pg_locks"))?;
-        queries::activity(&t.pool, server, out)
-            .await
-            .map_err(q("pg_stat_activity"))?;
-        queries::settings(&t.pool, server, out)
-            .await
-            .map_err(q("pg_settings"))?;
-        queries::replication_lag(&t.pool, server, out)
-            .await
-            .map_err(q("replication lag"))?;
-
+        // Independent queries run concurrently, each on its own pooled connection.
+        let collect = |f: &'static str| {
+            move |r: Result<(), sqlx::Error>, o: Vec<Family>| r.map(|_| o).map_err(q(f))
+        };
+        let timed = |f: Instant| f.elapsed().as_secs_f64();
+        let (views, locks, activity, settings, replication, sizes, bgwriter) = tokio::join!(
+            async {
+                let mut o = Vec::new();
+                for view in VIEWS {
+                    self.scrape_view(t, view, &mut o).await?;
+                }
+                Ok::<_, PgError>(o)
+            },
+            async {
+                let mut o = Vec::new();
+                let r = queries::locks(&t.pool, server, &mut o).await;
+                collect("pg_locks")(r, o)
+            },
+            async {
+                let mut o = Vec::new();
+                let r = queries::activity(&t.pool, server, &mut o).await;
+                collect("pg_stat_activity")(r, o)
+            },
+            async {
+                let mut o = Vec::new();
+                let r = queries::settings(&t.pool, server, &mut o).await;
+                collect("pg_settings")(r, o)
+            },
+            async {
+                let mut o = Vec::new();
+                let r = queries::replication_lag(&t.pool, server, &mut o).await;
+                collect("replication lag")(r, o)
+            },
+            async {
+                let (start, mut o) = (Instant::now(), Vec::new());
+                let r = queries::database_sizes(&t.pool, server, &mut o).await;
+                (collect("pg_database_size")(r, o), timed(start))
+            },
+            async {
+                let (start, mut o) = (Instant::now(), Vec::new());
+                let r = queries::bgwriter(&t.pool, server, &mut o).await;
+                (collect("pg_stat_bgwriter")(r, o), timed(start))
+            },
+        );
         // The two "collector" families of postgres_exporter 0.11.
-        let start = Instant::now();
-        let ok = queries::database_sizes(&t.pool, server, out).await;
-        results.push(("database", ok.is_ok(), start.elapsed().as_secs_f64()));
-        ok.map_err(q("pg_database_size"))?;
-        let start = Instant::now();
-        let ok = queries::bgwriter(&t.pool, server, out).await;
-        results.push(("bgwriter", ok.is_ok(), start.elapsed().as_secs_f64()));
-        ok.map_err(q("pg_stat_bgwriter"))?;
+        results.push(("database", sizes.0.is_ok(), sizes.1));
+        results.push(("bgwriter", bgwriter.0.is_ok(), bgwriter.1));
+        for part in [
+            views,
+            locks,
+            activity,
+            settings,
+            replication,
+            sizes.0,
+            bgwriter.0,
+        ] {
+            out.extend(part?);
+        }
 
         for db in &self.user_tables_databases {
             let pool = PgPoolOptions::new()
