@@ -299,6 +299,10 @@ pub struct NginxArgs {
     /// Timeout for one stub_status request (Go duration: 5s, 500ms).
     #[arg(long = "nginx.timeout", default_value = "5s", value_parser = parse_duration)]
     pub timeout: std::time::Duration,
+    /// Opt-in: count requests by status class (and latency, if the format ends
+    /// with $request_time) from this access log, e.g. /opt/zextras/log/nginx.access.log.
+    #[arg(long = "nginx.access-log")]
+    pub access_log: Option<std::path::PathBuf>,
 }
 
 /// Go-style durations as upstream flags take them: "500ms", "5s", "1m", "1h".

@@ -138,6 +138,7 @@ fn run_nginx(args: NginxArgs) -> Result<()> {
     let opts = nginx::NginxOptions {
         scrape_uri: args.scrape_uri,
         timeout: args.timeout,
+        access_log: args.access_log,
     };
     serve_exporter(|| Ok(nginx::NginxExporter::new(opts)), args.web)
 }

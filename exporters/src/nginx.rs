@@ -1,8 +1,11 @@
 //! The nginx exporter (port 9113): nginx `stub_status` as
 //! nginx-prometheus-exporter exposes it.
 
+pub mod accesslog;
+
 use crate::exposition::Family;
 use crate::{selfmetrics, Exporter};
+use accesslog::AccessLog;
 use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -73,11 +76,14 @@ pub fn parse_stub_status(text: &str) -> Result<StubStatus, StubStatusError> {
 pub struct NginxOptions {
     pub scrape_uri: String,
     pub timeout: Duration,
+    /// Opt-in: an access log to count requests by status class from.
+    pub access_log: Option<std::path::PathBuf>,
 }
 
 pub struct NginxExporter {
     opts: NginxOptions,
     agent: ureq::Agent,
+    access_log: Option<AccessLog>,
 }
 
 impl NginxExporter {
@@ -89,7 +95,12 @@ impl NginxExporter {
             .max_idle_connections_per_host(1)
             .user_agent(concat!("carbonio-monitor/", env!("CARGO_PKG_VERSION")))
             .build();
-        NginxExporter { opts, agent }
+        let access_log = opts.access_log.clone().map(AccessLog::new);
+        NginxExporter {
+            opts,
+            agent,
+            access_log,
+        }
     }
 
     fn fetch(&self) -> Result<StubStatus, String> {
@@ -131,18 +142,26 @@ impl Exporter for NginxExporter {
     }
 
     fn gather(&self) -> Vec<Family> {
+        // The log is read before stub_status is fetched, so this scrape's own
+        // request is counted by the next one, never half-way.
+        let mut logged = self
+            .access_log
+            .as_ref()
+            .map(AccessLog::collect)
+            .unwrap_or_default();
         let up =
             |v: f64| Family::gauge("nginx_up", "Status of the last metric scrape").with(&[], v);
         let s = match self.fetch() {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(error = %e, "nginx stub_status scrape failed");
-                return vec![up(0.0)];
+                logged.push(up(0.0));
+                return logged;
             }
         };
         let c = |name: &str, help: &str, v: u64| Family::counter(name, help).with(&[], v as f64);
         let g = |name: &str, help: &str, v: u64| Family::gauge(name, help).with(&[], v as f64);
-        vec![
+        logged.extend([
             up(1.0),
             c(
                 "nginx_connections_accepted",
@@ -179,7 +198,8 @@ impl Exporter for NginxExporter {
                 "Total http requests",
                 s.requests,
             ),
-        ]
+        ]);
+        logged
     }
 }
 

@@ -7,6 +7,8 @@
 
 mod queries;
 
+pub use queries::setting_metric;
+
 use crate::exposition::{Family, Kind};
 use crate::serve::scrape_bookkeeping;
 use crate::Exporter;

@@ -480,12 +480,116 @@ pub fn slapd() -> Service {
     slapd_with(LdapRole::Standalone)
 }
 
+/// A test CA and a server certificate for 127.0.0.1 it signed, in `dir`:
+/// (CA cert, server cert, server key). rustls refuses a self-signed CA used
+/// as the server's own certificate, so clients get a real chain.
+pub fn test_pki(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let openssl = require("openssl", "openssl");
+    let run = |args: &[&str]| {
+        let out = Command::new(&openssl)
+            .current_dir(dir)
+            .args(args)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    run(&[
+        &["req", "-x509"][..],
+        &ec,
+        &[
+            "-days",
+            "1",
+            "-subj",
+            "/CN=Carbonio Test CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+        ],
+    ]
+    .concat());
+    run(&[
+        &["req"][..],
+        &ec,
+        &[
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ],
+    ]
+    .concat());
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .expect("ext.cnf");
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        "ext.cnf",
+        "-out",
+        "server.pem",
+    ]);
+    (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    )
+}
+
+/// slapd with StartTLS on its ldap:// port and an ldaps:// listener: (service, ldaps port, CA cert).
+pub fn slapd_tls() -> (Service, u16, PathBuf) {
+    let tls_port = free_port();
+    let certs = tempfile::tempdir().expect("tempdir").keep();
+    let (ca, cert, key) = test_pki(&certs);
+    let svc = slapd_inner(LdapRole::Standalone, Some((tls_port, cert, key)));
+    (svc, tls_port, ca)
+}
+
 pub fn slapd_with(role: LdapRole) -> Service {
+    slapd_inner(role, None)
+}
+
+fn slapd_inner(role: LdapRole, tls: Option<(u16, PathBuf, PathBuf)>) -> Service {
     let bin = require("slapd", "slapd");
     let port = free_port();
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
     std::fs::create_dir(d.join("db")).expect("db dir");
+    let tls_conf = tls
+        .as_ref()
+        .map(|(_, cert, key)| {
+            format!(
+                "TLSCertificateFile {}\nTLSCertificateKeyFile {}\n",
+                cert.display(),
+                key.display()
+            )
+        })
+        .unwrap_or_default();
     let (modules, overlay) = match role {
         LdapRole::Standalone => (String::new(), String::new()),
         LdapRole::Provider => ("moduleload syncprov\n".into(), "overlay syncprov\nsyncprov-checkpoint 1 1\n".into()),
@@ -497,7 +601,7 @@ pub fn slapd_with(role: LdapRole) -> Service {
         ),
     };
     let conf = format!(
-        "include /etc/ldap/schema/core.schema\npidfile {d}/slapd.pid\nargsfile {d}/slapd.args\nmodulepath /usr/lib/ldap\nmoduleload back_mdb\n{modules}\
+        "include /etc/ldap/schema/core.schema\npidfile {d}/slapd.pid\nargsfile {d}/slapd.args\n{tls_conf}modulepath /usr/lib/ldap\nmoduleload back_mdb\n{modules}\
          database mdb\nsuffix \"dc=carbonio,dc=test\"\nrootdn \"{dn}\"\nrootpw {pw}\ndirectory {d}/db\n{overlay}\
          database monitor\naccess to dn.subtree=\"cn=Monitor\" by dn.exact=\"{dn}\" read by * none\n",
         d = d.display(),
@@ -509,7 +613,12 @@ pub fn slapd_with(role: LdapRole) -> Service {
     cmd.arg("-f")
         .arg(d.join("slapd.conf"))
         .arg("-h")
-        .arg(format!("ldap://127.0.0.1:{port}/"))
+        .arg(match &tls {
+            Some((tls_port, _, _)) => {
+                format!("ldap://127.0.0.1:{port}/ ldaps://127.0.0.1:{tls_port}/")
+            }
+            None => format!("ldap://127.0.0.1:{port}/"),
+        })
         .args(["-d", "0"]);
     let svc = spawn("slapd", dir, port, cmd);
     let ldapsearch = require("ldapsearch", "ldap-utils");
@@ -554,6 +663,7 @@ pub fn ldap_add(svc: &Service, ldif: &str) {
 }
 
 // ---- nginx with stub_status ----
+// Its access log uses Carbonio's proxy format (`log_format upstream`).
 
 pub fn nginx() -> Service {
     let bin = require("nginx", "nginx");
@@ -562,7 +672,7 @@ pub fn nginx() -> Service {
     let d = dir.path().display().to_string();
     let conf = format!(
         "worker_processes 1;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{ worker_connections 64; }}\n\
-         http {{\n  access_log {d}/access.log;\n  client_body_temp_path {d}/client_body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+         http {{\n  log_format upstream '$remote_addr:$remote_port - $remote_user [$time_local]  \"$request_method $scheme://$host$request_uri $server_protocol\" $status $bytes_sent \"$http_referer\" \"$http_user_agent\" \"$upstream_addr\" \"$server_addr:$server_port\"';\n  access_log {d}/access.log upstream;\n  client_body_temp_path {d}/client_body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
          server {{\n    listen 127.0.0.1:{port};\n    location = /stub_status {{ stub_status; }}\n  }}\n}}\n"
     );
     std::fs::write(dir.path().join("nginx.conf"), conf).expect("nginx.conf");

@@ -250,3 +250,29 @@ fn replication_csn_and_consumer_lag() {
         "the provider is still read"
     );
 }
+
+#[test]
+fn starttls_and_ldaps_with_a_ca_file() {
+    let (slapd, ldaps_port, ca) = harness::slapd_tls();
+    let auth = [
+        format!("--ldap.user={LDAP_ADMIN_DN}"),
+        format!("--ldap.password={LDAP_ADMIN_PW}"),
+    ];
+    let ca_flag = format!("--ldap.ca-file={}", ca.display());
+    let up = |extra: &[&str]| {
+        let mut args: Vec<&str> = auth.iter().map(String::as_str).collect();
+        args.extend_from_slice(extra);
+        let svc = ours("ldap", &args);
+        value(&scrape(&svc), "openldap_up", &[])
+    };
+    let plain = format!("--ldap.addr=ldap://127.0.0.1:{}", slapd.port);
+    let ldaps = format!("--ldap.addr=ldaps://127.0.0.1:{ldaps_port}");
+    assert_eq!(
+        up(&[&plain, "--ldap.starttls", &ca_flag]),
+        Some(1.0),
+        "StartTLS"
+    );
+    assert_eq!(up(&[&ldaps, &ca_flag]), Some(1.0), "ldaps");
+    // The server's certificate is not trusted without the CA file: a clear failure.
+    assert_eq!(up(&[&ldaps]), Some(0.0), "untrusted certificate");
+}

@@ -97,3 +97,105 @@ fn unreachable_garbage_and_slow_sources_give_up_0() {
     );
     drop(silent);
 }
+
+fn class(f: &std::collections::BTreeMap<String, expo::Family>, class: &str) -> f64 {
+    value(
+        f,
+        "nginx_access_log_requests_total",
+        &[("status_class", class)],
+    )
+    .unwrap_or(f64::NAN)
+}
+
+#[test]
+fn access_log_counts_status_classes_across_rotations() {
+    // One nginx serves the traffic and writes the log; another serves
+    // stub_status, so the exporter's own scrapes stay out of the log.
+    let site = harness::nginx();
+    let stub = harness::nginx();
+    let log = site.path("access.log");
+    let ours = ours(
+        "nginx",
+        &[
+            &format!("--nginx.scrape-uri={}", stub.url("/stub_status")),
+            &format!("--nginx.access-log={}", log.display()),
+        ],
+    );
+    let scrape = || {
+        std::thread::sleep(Duration::from_millis(300)); // nginx logs just after answering
+        expo::parse(&get_text(&ours.url("/metrics")))
+    };
+    let hit = |path: &str, n: usize| {
+        for _ in 0..n {
+            let _ = harness::http_get(&site.url(path), &[]).unwrap();
+        }
+    };
+    let a = scrape();
+    hit("/stub_status", 5);
+    hit("/missing", 3);
+    let b = scrape();
+    assert_eq!(
+        (
+            class(&b, "2xx") - class(&a, "2xx"),
+            class(&b, "4xx") - class(&a, "4xx")
+        ),
+        (5.0, 3.0)
+    );
+    assert!(
+        value(
+            &b,
+            "nginx_access_log_response_bytes_total",
+            &[("status_class", "2xx")]
+        )
+        .unwrap()
+            > 0.0
+    );
+
+    // Rotation by rename: nginx keeps writing the renamed file until USR1 reopens.
+    std::fs::rename(&log, site.path("access.log.1")).unwrap();
+    hit("/stub_status", 2);
+    let pid = std::fs::read_to_string(site.path("nginx.pid")).unwrap();
+    assert!(std::process::Command::new("kill")
+        .args(["-USR1", pid.trim()])
+        .status()
+        .unwrap()
+        .success());
+    harness::wait_until("nginx to reopen its log", Duration::from_secs(10), || {
+        log.exists()
+    });
+    hit("/missing", 4);
+    let c = scrape();
+    assert_eq!(
+        (
+            class(&c, "2xx") - class(&b, "2xx"),
+            class(&c, "4xx") - class(&b, "4xx")
+        ),
+        (2.0, 4.0)
+    );
+
+    // copytruncate: the file is emptied in place and nginx appends from its start.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&log)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    hit("/missing", 2);
+    let d = scrape();
+    assert_eq!(
+        (
+            class(&d, "2xx") - class(&c, "2xx"),
+            class(&d, "4xx") - class(&c, "4xx")
+        ),
+        (0.0, 2.0)
+    );
+    assert_eq!(
+        value(&d, "nginx_access_log_unparsed_lines_total", &[]),
+        Some(0.0)
+    );
+    // Carbonio's format has no $request_time: the histogram stays empty.
+    assert_eq!(
+        value(&d, "nginx_access_log_request_duration_seconds_count", &[]),
+        Some(0.0)
+    );
+}

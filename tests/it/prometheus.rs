@@ -40,6 +40,8 @@ fn promtool_accepts_our_exporters() {
         "postgresql://postgres@127.0.0.1:{}/postgres?sslmode=disable",
         pg.port
     );
+    let nginx = crate::harness::nginx();
+    let stub = nginx.url("/stub_status");
     let pairs = [
         (
             ours("postgres", &[&format!("--data-source-name={dsn}")]),
@@ -49,6 +51,16 @@ fn promtool_accepts_our_exporters() {
         (
             ours("process", &[&cfg_flag]),
             upstream_process_exporter(&config),
+        ),
+        (
+            ours(
+                "nginx",
+                &[
+                    &format!("--nginx.scrape-uri={stub}"),
+                    &format!("--nginx.access-log={}", nginx.path("access.log").display()),
+                ],
+            ),
+            crate::harness::upstream_nginx_exporter(&stub),
         ),
     ];
     // No upstream consul_exporter here: its output must lint clean on its own.
