@@ -690,6 +690,38 @@ pub fn nginx() -> Service {
     svc
 }
 
+/// nginx terminating TLS for a plain HTTP server on `upstream_port`:
+/// (service, CA certificate that signed its server certificate).
+pub fn nginx_tls_proxy(upstream_port: u16) -> (Service, PathBuf) {
+    let bin = require("nginx", "nginx");
+    let port = free_port();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ca, cert, key) = test_pki(dir.path());
+    let d = dir.path().display().to_string();
+    let conf = format!(
+        "worker_processes 1;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{ worker_connections 64; }}\n\
+         http {{\n  access_log {d}/access.log;\n  client_body_temp_path {d}/client_body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+         server {{\n    listen 127.0.0.1:{port} ssl;\n    ssl_certificate {cert};\n    ssl_certificate_key {key};\n    location / {{ proxy_pass http://127.0.0.1:{upstream_port}; }}\n  }}\n}}\n",
+        cert = cert.display(),
+        key = key.display()
+    );
+    std::fs::write(dir.path().join("nginx.conf"), conf).expect("nginx.conf");
+    let mut cmd = Command::new(bin);
+    cmd.args([
+        "-e",
+        &format!("{d}/error.log"),
+        "-p",
+        &d,
+        "-c",
+        &format!("{d}/nginx.conf"),
+    ]);
+    let svc = spawn("nginx-tls", dir, port, cmd);
+    wait_until("nginx TLS proxy", Duration::from_secs(30), || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    (svc, ca)
+}
+
 // ---- Prometheus ----
 
 /// A real Prometheus scraping `targets` (job name → host:port) every second.

@@ -399,3 +399,23 @@ fn wrong_token_garbage_down_and_slow_give_up_0() {
         t.elapsed()
     );
 }
+
+#[test]
+fn https_consul_with_a_ca_file() {
+    let consul = replay(Mode::Normal);
+    let (proxy, ca) = crate::harness::nginx_tls_proxy(consul.port);
+    let server = format!("--consul.server=https://127.0.0.1:{}", proxy.port);
+    let token = format!("--consul.token={TOKEN}");
+    let trusted = ours(
+        "mesh",
+        &[
+            &server,
+            &token,
+            &format!("--consul.ca-file={}", ca.display()),
+        ],
+    );
+    assert_eq!(consul_part(&get_text(&trusted.url("/metrics"))), EXPECTED);
+    // Without the CA the certificate is not trusted: consul_up 0.
+    let untrusted = ours("mesh", &[&server, &token]);
+    assert_eq!(consul_up(&untrusted), "consul_up 0");
+}

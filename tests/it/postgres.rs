@@ -259,3 +259,39 @@ fn tls_required_server_and_failures() {
         t.elapsed()
     );
 }
+
+#[test]
+fn several_servers_in_one_exporter() {
+    let a = harness::postgres();
+    let b = harness::postgres();
+    let ours = ours(
+        "postgres",
+        &[&format!(
+            "--data-source-name={},{}",
+            dsn(&a, ""),
+            dsn(&b, "")
+        )],
+    );
+    let fams = expo::parse(&get_text(&ours.url("/metrics")));
+    assert_eq!(value(&fams, "pg_up", &[]), Some(1.0));
+    let servers: BTreeSet<String> = fams["pg_static"]
+        .samples
+        .keys()
+        .flat_map(|(_, l)| {
+            l.iter()
+                .filter(|(k, _)| k == "server")
+                .map(|(_, v)| v.clone())
+        })
+        .collect();
+    let expected: BTreeSet<String> = [a.port, b.port]
+        .iter()
+        .map(|p| format!("127.0.0.1:{p}"))
+        .collect();
+    assert_eq!(servers, expected);
+
+    // One server down: pg_up 0, the other still reported.
+    drop(b);
+    let fams = expo::parse(&get_text(&ours.url("/metrics")));
+    assert_eq!(value(&fams, "pg_up", &[]), Some(0.0));
+    assert_eq!(fams["pg_static"].samples.len(), 1);
+}
