@@ -30,13 +30,10 @@ pub enum LdapError {
         base: String,
         source: Box<ldap3::LdapError>,
     },
-    #[error("reading {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path}: {msg}")]
-    Tls { path: PathBuf, msg: String },
+    #[error(transparent)]
+    CaFile(#[from] crate::tls::CaFileError),
+    #[error("the LDAP client failed unexpectedly")]
+    Panicked,
 }
 
 pub struct LdapOptions {
@@ -127,7 +124,11 @@ struct MonitorData {
 
 impl LdapExporter {
     pub fn new(opts: LdapOptions) -> Result<Self, LdapError> {
-        let tls = opts.ca_file.as_deref().map(client_tls).transpose()?;
+        let tls = opts
+            .ca_file
+            .as_deref()
+            .map(crate::tls::client_config)
+            .transpose()?;
         Ok(LdapExporter {
             opts,
             tls,
@@ -274,12 +275,7 @@ impl Exporter for LdapExporter {
                 .iter()
                 .map(|url| (url, s.spawn(move || self.consumer_csns(url))))
                 .collect();
-            let main = main.join().unwrap_or_else(|_| {
-                Err(LdapError::Tls {
-                    path: PathBuf::new(),
-                    msg: "LDAP client panicked".into(),
-                })
-            });
+            let main = main.join().unwrap_or_else(|_| Err(LdapError::Panicked));
             let consumers: Vec<_> = consumers
                 .into_iter()
                 .map(|(url, h)| (url.clone(), h.join().ok()))
@@ -531,33 +527,6 @@ fn lag(
         }
     }
     out.extend([lag, consumer_up]);
-}
-
-fn client_tls(ca: &std::path::Path) -> Result<Arc<rustls::ClientConfig>, LdapError> {
-    let data = std::fs::read(ca).map_err(|source| LdapError::Read {
-        path: ca.to_path_buf(),
-        source,
-    })?;
-    let tls = |msg: String| LdapError::Tls {
-        path: ca.to_path_buf(),
-        msg,
-    };
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut data.as_slice()) {
-        roots
-            .add(cert.map_err(|e| tls(e.to_string()))?)
-            .map_err(|e| tls(e.to_string()))?;
-    }
-    if roots.is_empty() {
-        return Err(tls("no PEM certificate found".into()));
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let cfg = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| tls(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(cfg))
 }
 
 #[cfg(test)]

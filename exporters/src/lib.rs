@@ -15,6 +15,7 @@ pub mod procfs;
 pub mod selfmetrics;
 pub mod serve;
 pub mod textparse;
+pub mod tls;
 pub mod webconfig;
 
 pub use exposition::{Family, Kind, Sample};

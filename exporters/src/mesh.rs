@@ -8,18 +8,12 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MeshError {
-    #[error("reading {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path}: {msg}")]
-    Tls { path: PathBuf, msg: String },
+    #[error(transparent)]
+    CaFile(#[from] crate::tls::CaFileError),
 }
 
 pub struct MeshOptions {
@@ -99,7 +93,7 @@ impl MeshExporter {
             .timeout(opts.timeout)
             .user_agent(concat!("carbonio-monitor/", env!("CARGO_PKG_VERSION")));
         if let Some(ca) = &opts.ca_file {
-            builder = builder.tls_config(client_tls(ca)?);
+            builder = builder.tls_config(crate::tls::client_config(ca)?);
         }
         Ok(MeshExporter {
             agent: builder.build(),
@@ -421,33 +415,6 @@ fn url_escape(s: &str) -> String {
         }
     }
     out
-}
-
-fn client_tls(ca: &std::path::Path) -> Result<Arc<rustls::ClientConfig>, MeshError> {
-    let data = std::fs::read(ca).map_err(|source| MeshError::Read {
-        path: ca.to_path_buf(),
-        source,
-    })?;
-    let tls = |msg: String| MeshError::Tls {
-        path: ca.to_path_buf(),
-        msg,
-    };
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut data.as_slice()) {
-        roots
-            .add(cert.map_err(|e| tls(e.to_string()))?)
-            .map_err(|e| tls(e.to_string()))?;
-    }
-    if roots.is_empty() {
-        return Err(tls("no PEM certificate found".into()));
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let cfg = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| tls(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(cfg))
 }
 
 #[cfg(test)]

@@ -388,32 +388,7 @@ pub fn postgres_with(tls: bool) -> Service {
     let log = dir.path().join("postgres.log").display().to_string();
     let mut server_opts = format!("-c listen_addresses=127.0.0.1 -p {port} -k {sock}");
     if tls {
-        let (cert, key) = (dir.path().join("server.crt"), dir.path().join("server.key"));
-        let ok = Command::new(require("openssl", "openssl"))
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-                "-days",
-                "1",
-                "-subj",
-                "/CN=127.0.0.1",
-            ])
-            .arg("-keyout")
-            .arg(&key)
-            .arg("-out")
-            .arg(&cert)
-            .output()
-            .expect("openssl");
-        assert!(
-            ok.status.success(),
-            "openssl: {}",
-            String::from_utf8_lossy(&ok.stderr)
-        );
+        let (_, cert, key) = test_pki(dir.path());
         for f in [&cert, &key] {
             std::os::unix::fs::chown(f, Some(uid), Some(gid)).expect("chown cert");
         }

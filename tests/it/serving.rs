@@ -100,36 +100,9 @@ fn basic_auth_with_bcrypt_hashes() {
 
 #[test]
 fn tls_from_web_config() {
-    let openssl = require("openssl", "openssl");
     let curl = require("curl", "curl");
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    let ok = Command::new(openssl)
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-        ])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .unwrap();
-    assert!(
-        ok.status.success(),
-        "{}",
-        String::from_utf8_lossy(&ok.stderr)
-    );
+    let (ca, cert, key) = crate::harness::test_pki(dir.path());
     let web = dir.path().join("web.yml");
     std::fs::write(
         &web,
@@ -153,7 +126,7 @@ fn tls_from_web_config() {
     wait_until("TLS exporter", Duration::from_secs(20), || {
         let out = Command::new(&curl)
             .args(["-sS", "--fail", "--cacert"])
-            .arg(&cert)
+            .arg(&ca)
             .arg(&url)
             .output()
             .unwrap();
