@@ -36,8 +36,8 @@ pub enum Command {
     Collector,
     /// Query role (PromQL/HTTP API, log search, SQL, UI). Not built yet.
     Query,
-    /// Validate a configuration file. Not built yet.
-    CheckConfig { file: Option<PathBuf> },
+    /// Validate a configuration file (the global and scrape_configs sections, relabeling, referenced files).
+    CheckConfig { file: PathBuf },
     /// Validate rule files. Not built yet.
     CheckRules { files: Vec<PathBuf> },
     /// Import OpenMetrics backfill or legacy zmstat CSV. Not built yet.

@@ -22,10 +22,26 @@ fn main() -> std::process::ExitCode {
     match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("carbonio-monitor: {e:#}");
+            eprintln!("carbonio-monitor: {}", error_chain(&e));
             std::process::ExitCode::from(1)
         }
     }
+}
+
+/// The error and its causes, leaving out causes already quoted by the message above them.
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut msg = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if msg.contains(&text) {
+            continue;
+        }
+        if !msg.is_empty() {
+            msg.push_str(": ");
+        }
+        msg.push_str(&text);
+    }
+    msg
 }
 
 fn init_tracing(level: &str) {
@@ -51,7 +67,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Run => not_built("run (collector + query + UI in one process)", 4),
         Command::Collector => not_built("collector", 4),
         Command::Query => not_built("query", 6),
-        Command::CheckConfig { .. } => not_built("check-config", 4),
+        Command::CheckConfig { file } => check_config(&file),
         Command::CheckRules { .. } => not_built("check-rules", 7),
         Command::Import => not_built("import", 10),
         Command::Dashboards => not_built("dashboards export", 8),
@@ -181,4 +197,39 @@ fn run_postgres(args: PostgresArgs) -> Result<()> {
         user_tables_databases: args.user_tables_databases.clone(),
     };
     serve_exporter(|| Ok(postgres::PostgresExporter::new(opts)?), args.web)
+}
+
+/// Like `promtool check config`: parse, validate, and check referenced files exist.
+fn check_config(file: &std::path::Path) -> Result<()> {
+    println!("Checking {}", file.display());
+    let (_, jobs) = carbonio_collector::config::Config::load(file)?;
+    for job in &jobs {
+        let c = &job.config;
+        let files = c
+            .basic_auth
+            .iter()
+            .filter_map(|b| b.password_file.as_ref())
+            .chain(
+                c.authorization
+                    .iter()
+                    .filter_map(|a| a.credentials_file.as_ref()),
+            )
+            .chain(
+                c.tls_config
+                    .iter()
+                    .flat_map(|t| [&t.ca_file, &t.cert_file, &t.key_file])
+                    .flatten(),
+            );
+        for f in files {
+            if !f.exists() {
+                anyhow::bail!("job {:?}: file {} does not exist", c.job_name, f.display());
+            }
+        }
+    }
+    println!(
+        "  SUCCESS: {} is valid configuration ({} scrape jobs)",
+        file.display(),
+        jobs.len()
+    );
+    Ok(())
 }

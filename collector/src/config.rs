@@ -1,0 +1,452 @@
+//! The product's configuration file (`carbonio-monitor.yml`): its `global`
+//! and `scrape_configs` sections take Prometheus's format. Unknown keys are
+//! errors that name the key and the line.
+
+use crate::duration;
+use crate::relabel::{RelabelConfig, Rule};
+use serde::{Deserialize, Deserializer};
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Yaml {
+        path: PathBuf,
+        source: serde_yaml_ng::Error,
+    },
+    #[error("{path}: {at}: {msg}")]
+    Invalid {
+        path: PathBuf,
+        at: String,
+        msg: String,
+    },
+}
+
+/// A Prometheus duration in YAML.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dur(pub Duration);
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        duration::parse(&s)
+            .map(Dur)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub global: GlobalConfig,
+    #[serde(default)]
+    pub scrape_configs: Vec<ScrapeConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GlobalConfig {
+    #[serde(default = "default_interval")]
+    pub scrape_interval: Dur,
+    #[serde(default = "default_timeout")]
+    pub scrape_timeout: Dur,
+    #[serde(default = "default_interval")]
+    pub evaluation_interval: Dur,
+    #[serde(default)]
+    pub external_labels: BTreeMap<String, String>,
+}
+
+impl Default for GlobalConfig {
+    fn default() -> Self {
+        GlobalConfig {
+            scrape_interval: default_interval(),
+            scrape_timeout: default_timeout(),
+            evaluation_interval: default_interval(),
+            external_labels: BTreeMap::new(),
+        }
+    }
+}
+
+fn default_interval() -> Dur {
+    Dur(Duration::from_secs(60))
+}
+fn default_timeout() -> Dur {
+    Dur(Duration::from_secs(10))
+}
+fn default_metrics_path() -> String {
+    "/metrics".into()
+}
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scheme {
+    #[default]
+    Http,
+    Https,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScrapeConfig {
+    pub job_name: String,
+    pub scrape_interval: Option<Dur>,
+    pub scrape_timeout: Option<Dur>,
+    #[serde(default = "default_metrics_path")]
+    pub metrics_path: String,
+    #[serde(default)]
+    pub params: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    pub scheme: Scheme,
+    #[serde(default)]
+    pub honor_labels: bool,
+    #[serde(default = "yes")]
+    pub honor_timestamps: bool,
+    #[serde(default)]
+    pub sample_limit: u64,
+    #[serde(default)]
+    pub static_configs: Vec<StaticConfig>,
+    #[serde(default)]
+    pub file_sd_configs: Vec<FileSdConfig>,
+    #[serde(default)]
+    pub relabel_configs: Vec<RelabelConfig>,
+    #[serde(default)]
+    pub metric_relabel_configs: Vec<RelabelConfig>,
+    pub basic_auth: Option<BasicAuth>,
+    pub authorization: Option<Authorization>,
+    pub tls_config: Option<TlsConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticConfig {
+    #[serde(default)]
+    pub targets: Vec<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSdConfig {
+    pub files: Vec<String>,
+    pub refresh_interval: Option<Dur>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuth {
+    pub username: String,
+    pub password: Option<String>,
+    pub password_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Authorization {
+    #[serde(rename = "type", default = "bearer")]
+    pub kind: String,
+    pub credentials: Option<String>,
+    pub credentials_file: Option<PathBuf>,
+}
+
+fn bearer() -> String {
+    "Bearer".into()
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub server_name: Option<String>,
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+    pub min_version: Option<String>,
+}
+
+/// A job after validation, with defaults from `global` applied.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub config: ScrapeConfig,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub relabel: Vec<Rule>,
+    pub metric_relabel: Vec<Rule>,
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<(Config, Vec<Job>), ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses and validates; semantic errors name the job and its line.
+    pub fn parse(path: &Path, text: &str) -> Result<(Config, Vec<Job>), ConfigError> {
+        let cfg: Config = if text.trim().is_empty() {
+            serde_yaml_ng::from_str("{}")
+        } else {
+            serde_yaml_ng::from_str(text)
+        }
+        .map_err(|source| ConfigError::Yaml {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let g = &cfg.global;
+        let invalid = |at: String, msg: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            at,
+            msg,
+        };
+        if g.scrape_timeout.0 > g.scrape_interval.0 {
+            return Err(invalid(
+                "global".into(),
+                "scrape_timeout is greater than scrape_interval".into(),
+            ));
+        }
+        let mut names = HashSet::new();
+        let mut jobs = Vec::new();
+        for sc in &cfg.scrape_configs {
+            let at = format!(
+                "job {:?} (line {})",
+                sc.job_name,
+                line_of(text, &sc.job_name)
+            );
+            if sc.job_name.is_empty() {
+                return Err(invalid(at, "job_name is empty".into()));
+            }
+            if !names.insert(sc.job_name.clone()) {
+                return Err(invalid(
+                    at,
+                    "found multiple scrape configs with this job name".into(),
+                ));
+            }
+            let interval = sc.scrape_interval.unwrap_or(g.scrape_interval).0;
+            // Like Prometheus: a job timeout defaults to the global one, capped by the job interval.
+            let timeout = sc
+                .scrape_timeout
+                .map(|d| d.0)
+                .unwrap_or_else(|| g.scrape_timeout.0.min(interval));
+            if timeout > interval {
+                return Err(invalid(
+                    at,
+                    format!(
+                        "scrape_timeout {timeout:?} is greater than scrape_interval {interval:?}"
+                    ),
+                ));
+            }
+            if interval.is_zero() {
+                return Err(invalid(at, "scrape_interval must be positive".into()));
+            }
+            if !sc.metrics_path.starts_with('/') {
+                return Err(invalid(
+                    at,
+                    format!("metrics_path {:?} must start with /", sc.metrics_path),
+                ));
+            }
+            if let Some(b) = &sc.basic_auth {
+                if b.password.is_some() && b.password_file.is_some() {
+                    return Err(invalid(
+                        at,
+                        "at most one of basic_auth password & password_file must be configured"
+                            .into(),
+                    ));
+                }
+            }
+            if let Some(a) = &sc.authorization {
+                if a.credentials.is_some() && a.credentials_file.is_some() {
+                    return Err(invalid(at, "at most one of authorization credentials & credentials_file must be configured".into()));
+                }
+                if sc.basic_auth.is_some() {
+                    return Err(invalid(
+                        at,
+                        "at most one of basic_auth and authorization must be configured".into(),
+                    ));
+                }
+            }
+            for st in &sc.static_configs {
+                for t in &st.targets {
+                    if !valid_target(t) {
+                        return Err(invalid(
+                            at.clone(),
+                            format!("{t:?} is not a valid host:port target"),
+                        ));
+                    }
+                }
+            }
+            let compile =
+                |rules: &[RelabelConfig], section: &str| -> Result<Vec<Rule>, ConfigError> {
+                    rules
+                        .iter()
+                        .enumerate()
+                        .map(|(i, r)| {
+                            r.compile()
+                                .map_err(|msg| invalid(format!("{at}, {section}[{i}]"), msg))
+                        })
+                        .collect()
+                };
+            let relabel = compile(&sc.relabel_configs, "relabel_configs")?;
+            let metric_relabel = compile(&sc.metric_relabel_configs, "metric_relabel_configs")?;
+            jobs.push(Job {
+                config: sc.clone(),
+                interval,
+                timeout,
+                relabel,
+                metric_relabel,
+            });
+        }
+        Ok((cfg, jobs))
+    }
+}
+
+/// The 1-based line where `job_name: <name>` is written (0 if not found).
+fn line_of(text: &str, job: &str) -> usize {
+    text.lines()
+        .position(|l| {
+            let l = l.trim_start().trim_start_matches("- ").trim_start();
+            l.strip_prefix("job_name:")
+                .map(|v| v.trim().trim_matches(['"', '\'']) == job)
+                .unwrap_or(false)
+        })
+        .map_or(0, |i| i + 1)
+}
+
+/// host:port with a port, as Prometheus's static targets must be (no scheme or path).
+fn valid_target(t: &str) -> bool {
+    if t.contains('/') || t.is_empty() {
+        return false;
+    }
+    match t.rsplit_once(':') {
+        Some((host, port)) => !host.is_empty() && port.parse::<u16>().is_ok(),
+        None => true, // Prometheus adds the scheme's default port
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<(Config, Vec<Job>), ConfigError> {
+        Config::parse(Path::new("carbonio-monitor.yml"), text)
+    }
+
+    const FULL: &str = r#"
+global:
+  scrape_interval: 30s
+  scrape_timeout: 5s
+  external_labels:
+    cluster: mail.example.com
+scrape_configs:
+  - job_name: node
+    scrape_interval: 15s
+    metrics_path: /metrics
+    params:
+      collect[]: [cpu, meminfo]
+    scheme: https
+    honor_labels: true
+    honor_timestamps: false
+    sample_limit: 10000
+    basic_auth:
+      username: prometheus
+      password_file: /etc/carbonio-monitor/scrape-password
+    tls_config:
+      ca_file: /etc/ssl/carbonio-ca.pem
+      server_name: mail.example.com
+      insecure_skip_verify: false
+    static_configs:
+      - targets: ['mta1.example.com:9100', 'mbox1.example.com:9100']
+        labels:
+          role: mta
+    file_sd_configs:
+      - files: ['/etc/carbonio-monitor/targets/*.json']
+        refresh_interval: 1m
+    relabel_configs:
+      - source_labels: [__address__]
+        regex: '([^:]+):\d+'
+        target_label: host
+      - source_labels: [__address__]
+        modulus: 2
+        target_label: __tmp_shard
+        action: hashmod
+    metric_relabel_configs:
+      - regex: 'go_.*'
+        source_labels: [__name__]
+        action: drop
+  - job_name: mailbox
+    authorization:
+      credentials_file: /etc/carbonio-monitor/mailbox-token
+    static_configs:
+      - targets: ['mbox1.example.com:8080']
+"#;
+
+    #[test]
+    fn every_supported_key() {
+        let (cfg, jobs) = parse(FULL).unwrap();
+        assert_eq!(cfg.global.external_labels["cluster"], "mail.example.com");
+        assert_eq!(jobs.len(), 2);
+        assert_eq!(
+            (jobs[0].interval, jobs[0].timeout),
+            (Duration::from_secs(15), Duration::from_secs(5))
+        );
+        assert_eq!(
+            (jobs[1].interval, jobs[1].timeout),
+            (Duration::from_secs(30), Duration::from_secs(5))
+        );
+        assert_eq!(jobs[0].config.scheme, Scheme::Https);
+        assert_eq!(jobs[0].relabel.len(), 2);
+        assert!(!jobs[0].config.honor_timestamps && jobs[1].config.honor_timestamps);
+        assert_eq!(
+            jobs[1].config.authorization.as_ref().unwrap().kind,
+            "Bearer"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_name_key_and_line() {
+        let err = parse("scrape_configs:\n  - job_name: a\n    scrape_intervall: 5s\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("scrape_intervall") && err.contains("line 3"),
+            "{err}"
+        );
+        let err = parse("global:\n  scrape_interval: 5 seconds\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 2") && err.contains("duration"), "{err}");
+    }
+
+    #[test]
+    fn semantic_errors_name_the_job_and_line() {
+        let cases = [
+            ("scrape_configs:\n  - job_name: a\n  - job_name: a\n", "multiple scrape configs"),
+            ("scrape_configs:\n  - job_name: a\n    scrape_interval: 5s\n    scrape_timeout: 10s\n", "greater than"),
+            ("scrape_configs:\n  - job_name: a\n    static_configs:\n      - targets: ['http://x:9100/metrics']\n", "not a valid"),
+            ("scrape_configs:\n  - job_name: a\n    relabel_configs:\n      - action: hashmod\n        target_label: x\n", "modulus"),
+            ("scrape_configs:\n  - job_name: a\n    basic_auth:\n      username: u\n      password: p\n      password_file: f\n", "at most one"),
+            ("scrape_configs:\n  - job_name: a\n    metrics_path: metrics\n", "must start with /"),
+        ];
+        for (text, expected) in cases {
+            let err = parse(text).unwrap_err().to_string();
+            assert!(
+                err.contains(expected) && err.contains("job \"a\" (line 2"),
+                "{text}: {err}"
+            );
+        }
+        assert!(parse("").is_ok());
+    }
+}

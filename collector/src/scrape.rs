@@ -1,0 +1,3 @@
+//! Scraping targets. So far: the exposition parser.
+
+pub mod parse;

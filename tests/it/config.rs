@@ -1,0 +1,173 @@
+//! Configuration and relabeling checked against the real Prometheus and promtool.
+
+use crate::harness::{free_port, require, spawn, wait_until, OURS};
+use carbonio_collector::config::Config;
+use carbonio_collector::relabel::{self, Labels};
+use std::process::Command;
+use std::time::Duration;
+
+const RELABEL_CONFIG: &str = r#"
+global:
+  scrape_interval: 1h
+  scrape_timeout: 10s
+scrape_configs:
+  - job_name: relabel
+    static_configs:
+      - targets: ['mta1.example.com:9100', 'db1.example.com:9100', 'MBOX1.Example.com:9100', 'proxy-2.example.com:9113']
+        labels:
+          __tmp_role: mail
+          env: prod
+          team: carbonio
+    relabel_configs:
+      - source_labels: [__address__]
+        regex: 'db.*'
+        action: drop
+      - source_labels: [__address__]
+        regex: '([^.]+)\..*'
+        target_label: host
+      - source_labels: [__address__]
+        modulus: 8
+        target_label: shard
+        action: hashmod
+      - regex: '__tmp_(.+)'
+        action: labelmap
+      - source_labels: [host]
+        target_label: host_lower
+        action: lowercase
+      - regex: team
+        action: labeldrop
+      - source_labels: [__address__, env]
+        separator: '@'
+        regex: '(.+):(\d+)@(.+)'
+        target_label: '${3}_port'
+        replacement: '$2'
+      - source_labels: [__address__]
+        regex: '(.+):9100'
+        target_label: instance
+        replacement: '${1}'
+"#;
+
+/// Prometheus's steps after relabeling: default `instance`, drop `__` labels.
+fn finish(mut l: Labels) -> Labels {
+    if !l.contains_key("instance") {
+        if let Some(a) = l.get("__address__").cloned() {
+            l.insert("instance".into(), a);
+        }
+    }
+    l.retain(|k, _| !k.starts_with("__"));
+    l
+}
+
+fn to_labels(v: &serde_json::Value) -> Labels {
+    v.as_object()
+        .map(|o| {
+            o.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn relabeling_matches_prometheus() {
+    let bin = require("prometheus", "prometheus");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg_path = dir.path().join("prometheus.yml");
+    std::fs::write(&cfg_path, RELABEL_CONFIG).unwrap();
+    let port = free_port();
+    let mut cmd = Command::new(bin);
+    cmd.arg(format!("--config.file={}", cfg_path.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"));
+    let prom = spawn("prometheus", tempfile::tempdir().unwrap(), port, cmd);
+    let mut targets = serde_json::Value::Null;
+    wait_until(
+        "Prometheus to discover the targets",
+        Duration::from_secs(60),
+        || {
+            let Ok((200, _, body)) = crate::harness::http_get(&prom.url("/api/v1/targets"), &[])
+            else {
+                return false;
+            };
+            targets = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+            targets["data"]["activeTargets"]
+                .as_array()
+                .is_some_and(|a| a.len() == 3)
+                && targets["data"]["droppedTargets"]
+                    .as_array()
+                    .is_some_and(|d| d.len() == 1)
+        },
+    );
+
+    let (_, jobs) =
+        Config::parse(&cfg_path, RELABEL_CONFIG).expect("our parser accepts the config");
+    let rules = &jobs[0].relabel;
+    for t in targets["data"]["activeTargets"].as_array().unwrap() {
+        let mut ours = to_labels(&t["discoveredLabels"]);
+        assert!(relabel::apply(rules, &mut ours), "we dropped {ours:?}");
+        assert_eq!(
+            finish(ours),
+            to_labels(&t["labels"]),
+            "target {}",
+            t["scrapeUrl"]
+        );
+    }
+    for t in targets["data"]["droppedTargets"].as_array().unwrap() {
+        let mut ours = to_labels(&t["discoveredLabels"]);
+        assert!(!relabel::apply(rules, &mut ours), "we kept {ours:?}");
+    }
+    drop(prom);
+}
+
+/// Our check-config and promtool agree on what is valid.
+#[test]
+fn check_config_agrees_with_promtool() {
+    let promtool = require("promtool", "prometheus");
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [(&str, &str, bool); 8] = [
+        ("relabel.yml", RELABEL_CONFIG, true),
+        ("unknown_key.yml", "scrape_configs:\n  - job_name: a\n    scrape_intervall: 5s\n", false),
+        ("duplicate_job.yml", "scrape_configs:\n  - job_name: a\n  - job_name: a\n", false),
+        ("timeout.yml", "scrape_configs:\n  - job_name: a\n    scrape_interval: 5s\n    scrape_timeout: 10s\n", false),
+        ("hashmod.yml", "scrape_configs:\n  - job_name: a\n    relabel_configs:\n      - action: hashmod\n        source_labels: [x]\n        target_label: y\n", false),
+        ("regex.yml", "scrape_configs:\n  - job_name: a\n    relabel_configs:\n      - regex: '('\n        target_label: y\n", false),
+        ("duration.yml", "global:\n  scrape_interval: 5 minutes\n", false),
+        ("labeldrop.yml", "scrape_configs:\n  - job_name: a\n    relabel_configs:\n      - action: labeldrop\n        regex: x\n        target_label: y\n", false),
+    ];
+    for (name, text, valid) in cases {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        let theirs = Command::new(&promtool)
+            .args(["check", "config", "--syntax-only"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let ours = Command::new(OURS)
+            .arg("check-config")
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert_eq!(
+            theirs.status.success(),
+            valid,
+            "promtool on {name}: {}",
+            String::from_utf8_lossy(&theirs.stderr)
+        );
+        assert_eq!(
+            ours.status.success(),
+            valid,
+            "ours on {name}: {}",
+            String::from_utf8_lossy(&ours.stderr)
+        );
+        if !valid {
+            let err = String::from_utf8_lossy(&ours.stderr);
+            assert!(
+                err.contains(name) && err.contains("line"),
+                "ours on {name} should name file and line: {err}"
+            );
+        }
+    }
+}
