@@ -295,3 +295,55 @@ fn several_servers_in_one_exporter() {
     assert_eq!(value(&fams, "pg_up", &[]), Some(0.0));
     assert_eq!(fams["pg_static"].samples.len(), 1);
 }
+
+#[test]
+fn wrong_password_is_a_clear_failure() {
+    let pg = harness::postgres();
+    pg_run(
+        &pg,
+        "psql",
+        &[
+            "-c",
+            "CREATE ROLE carbonio_monitor LOGIN PASSWORD 'right-pass' IN ROLE pg_monitor",
+        ],
+    );
+    // Password authentication for this role over TCP, ahead of the trust rules.
+    let hba = pg.path("data/pg_hba.conf");
+    let rest = std::fs::read_to_string(&hba).unwrap();
+    std::fs::write(
+        &hba,
+        format!("host all carbonio_monitor 127.0.0.1/32 scram-sha-256\n{rest}"),
+    )
+    .unwrap();
+    pg_run(&pg, "psql", &["-c", "SELECT pg_reload_conf()"]);
+    let with = |pw: &str| {
+        format!("--data-source-name=postgresql://carbonio_monitor:{pw}@127.0.0.1:{}/postgres?sslmode=disable", pg.port)
+    };
+
+    let wrong = ours("postgres", &[&with("wrong-pass")]);
+    assert_eq!(
+        value(
+            &expo::parse(&get_text(&wrong.url("/metrics"))),
+            "pg_up",
+            &[]
+        ),
+        Some(0.0)
+    );
+    let log = std::fs::read_to_string(wrong.path("carbonio-monitor exporter postgres.log"))
+        .unwrap_or_default();
+    assert!(
+        log.contains("password authentication failed"),
+        "the log should say why: {log}"
+    );
+    assert!(!log.contains("wrong-pass"), "password logged: {log}");
+
+    let right = ours("postgres", &[&with("right-pass")]);
+    assert_eq!(
+        value(
+            &expo::parse(&get_text(&right.url("/metrics"))),
+            "pg_up",
+            &[]
+        ),
+        Some(1.0)
+    );
+}
