@@ -22,10 +22,12 @@ fn families_and_values_match_process_exporter() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("process.yml");
     std::fs::write(&config, CONFIG).unwrap();
-    // Three long sleepers give a stable group to compare values on.
+    // Three long sleepers under a name nothing else uses give a stable group to compare values on.
+    let sleep_bin = dir.path().join("carbonio-sleep");
+    std::fs::copy("/bin/sleep", &sleep_bin).expect("copy /bin/sleep");
     let sleepers = Sleepers(
         (0..3)
-            .map(|_| Command::new("sleep").arg("600").spawn().expect("sleep"))
+            .map(|_| Command::new(&sleep_bin).arg("600").spawn().expect("sleep"))
             .collect(),
     );
     let upstream = upstream_process_exporter(&config);
@@ -51,7 +53,7 @@ fn families_and_values_match_process_exporter() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 
-    let g = [("groupname", "sleep")];
+    let g = [("groupname", "carbonio-sleep")];
     for name in [
         "namedprocess_namegroup_num_procs",
         "namedprocess_namegroup_num_threads",
