@@ -21,6 +21,17 @@ impl Drop for Service {
             let _ = Command::new(&cmd[0]).args(&cmd[1..]).output();
         }
         if let Some(c) = self.child.as_mut() {
+            // SIGTERM so nginx stops its workers too; SIGKILL as a fallback.
+            if let Ok(pid) = i32::try_from(c.id()) {
+                // SAFETY: signalling our own child.
+                unsafe { libc::kill(pid, libc::SIGTERM) };
+                for _ in 0..100 {
+                    if matches!(c.try_wait(), Ok(Some(_))) {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
             let _ = c.kill();
             let _ = c.wait();
         }

@@ -66,8 +66,7 @@ impl Drop for Service {
             stop();
         }
         if let Some(child) = self.child.as_mut() {
-            let _ = child.kill();
-            let _ = child.wait();
+            terminate(child);
         }
         if std::thread::panicking() {
             for log in self.log_files() {
@@ -87,6 +86,24 @@ impl Drop for Service {
             eprintln!("---- {} files kept in {} ----", self.name, kept.display());
         }
     }
+}
+
+/// SIGTERM first so servers stop their own workers (nginx's would outlive a
+/// SIGKILLed master), SIGKILL if it has not exited within two seconds.
+pub fn terminate(child: &mut Child) {
+    if let Ok(pid) = i32::try_from(child.id()) {
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(2) {
+            if matches!(child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// Starts `cmd` with stdout/stderr into `<dir>/<name>.log`.
