@@ -7,6 +7,7 @@
 //! store (issue #4) and the log pipeline (issue #5) are not built yet.
 
 pub mod config;
+pub mod discovery;
 pub mod duration;
 pub mod relabel;
 pub mod scrape;

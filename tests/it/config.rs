@@ -2,6 +2,7 @@
 
 use crate::harness::{free_port, require, spawn, wait_until, OURS};
 use carbonio_collector::config::Config;
+use carbonio_collector::discovery;
 use carbonio_collector::relabel::{self, Labels};
 use std::process::Command;
 use std::time::Duration;
@@ -12,6 +13,10 @@ global:
   scrape_timeout: 10s
 scrape_configs:
   - job_name: relabel
+    params:
+      module: [carbonio]
+    file_sd_configs:
+      - files: ['SD_DIR/*.json', 'SD_DIR/extra.yml']
     static_configs:
       - targets: ['mta1.example.com:9100', 'db1.example.com:9100', 'MBOX1.Example.com:9100', 'proxy-2.example.com:9113']
         labels:
@@ -69,11 +74,20 @@ fn to_labels(v: &serde_json::Value) -> Labels {
 }
 
 #[test]
-fn relabeling_matches_prometheus() {
+fn relabeling_and_discovery_match_prometheus() {
     let bin = require("prometheus", "prometheus");
     let dir = tempfile::tempdir().unwrap();
     let cfg_path = dir.path().join("prometheus.yml");
-    std::fs::write(&cfg_path, RELABEL_CONFIG).unwrap();
+    let sd = dir.path().join("sd");
+    std::fs::create_dir(&sd).unwrap();
+    std::fs::write(
+        sd.join("ldap.json"),
+        r#"[{"targets": ["ldap1.example.com:9330"], "labels": {"role": "directory", "__tmp_role": "ldap"}}]"#,
+    )
+    .unwrap();
+    std::fs::write(sd.join("extra.yml"), "- targets: ['db2.example.com:9187', 'pg1.example.com:9187']\n  labels:\n    role: database\n").unwrap();
+    let config_text = RELABEL_CONFIG.replace("SD_DIR", &sd.display().to_string());
+    std::fs::write(&cfg_path, &config_text).unwrap();
     let port = free_port();
     let mut cmd = Command::new(bin);
     cmd.arg(format!("--config.file={}", cfg_path.display()))
@@ -93,18 +107,14 @@ fn relabeling_matches_prometheus() {
                 return false;
             };
             targets = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
-            targets["data"]["activeTargets"]
-                .as_array()
-                .is_some_and(|a| a.len() == 3)
-                && targets["data"]["droppedTargets"]
-                    .as_array()
-                    .is_some_and(|d| d.len() == 1)
+            let count = |k: &str| targets["data"][k].as_array().map_or(0, Vec::len);
+            count("activeTargets") == 5 && count("droppedTargets") == 2
         },
     );
 
-    let (_, jobs) =
-        Config::parse(&cfg_path, RELABEL_CONFIG).expect("our parser accepts the config");
+    let (_, jobs) = Config::parse(&cfg_path, &config_text).expect("our parser accepts the config");
     let rules = &jobs[0].relabel;
+    // Relabeling alone, on the labels Prometheus discovered.
     for t in targets["data"]["activeTargets"].as_array().unwrap() {
         let mut ours = to_labels(&t["discoveredLabels"]);
         assert!(relabel::apply(rules, &mut ours), "we dropped {ours:?}");
@@ -119,6 +129,44 @@ fn relabeling_matches_prometheus() {
         let mut ours = to_labels(&t["discoveredLabels"]);
         assert!(!relabel::apply(rules, &mut ours), "we kept {ours:?}");
     }
+    // Discovery end to end: static + file_sd targets, discovered and final labels.
+    let (ours, errors) = discovery::targets(&jobs[0]);
+    assert!(errors.is_empty(), "{errors:?}");
+    type Pair = (Labels, Option<Labels>);
+    let mut theirs: Vec<Pair> = targets["data"]["activeTargets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                to_labels(&t["discoveredLabels"]),
+                Some(to_labels(&t["labels"])),
+            )
+        })
+        .chain(
+            targets["data"]["droppedTargets"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| (to_labels(&t["discoveredLabels"]), None)),
+        )
+        .collect();
+    let mut mine: Vec<Pair> = ours
+        .into_iter()
+        .map(|t| {
+            (
+                t.discovered,
+                t.labels.map(|l| {
+                    l.into_iter()
+                        .filter(|(k, _)| !k.starts_with("__"))
+                        .collect()
+                }),
+            )
+        })
+        .collect();
+    theirs.sort_by(|a, b| a.0.cmp(&b.0));
+    mine.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(mine, theirs);
     drop(prom);
 }
 
@@ -128,7 +176,7 @@ fn check_config_agrees_with_promtool() {
     let promtool = require("promtool", "prometheus");
     let dir = tempfile::tempdir().unwrap();
     let cases: [(&str, &str, bool); 8] = [
-        ("relabel.yml", RELABEL_CONFIG, true),
+        ("relabel.yml", &RELABEL_CONFIG.replace("SD_DIR", "/nonexistent"), true),
         ("unknown_key.yml", "scrape_configs:\n  - job_name: a\n    scrape_intervall: 5s\n", false),
         ("duplicate_job.yml", "scrape_configs:\n  - job_name: a\n  - job_name: a\n", false),
         ("timeout.yml", "scrape_configs:\n  - job_name: a\n    scrape_interval: 5s\n    scrape_timeout: 10s\n", false),
