@@ -2,9 +2,12 @@
 //! (`syslog`), file tailing (`tail`) and the columnar store (`store`).
 //!
 //! Built so far: the configuration (`config`, Prometheus's `global` and
-//! `scrape_configs` format), relabeling (`relabel`), durations, and the
-//! exposition parser scrapes use (`scrape::parse`). Scrape loops and the
-//! store (issue #4) and the log pipeline (issue #5) are not built yet.
+//! `scrape_configs` format), relabeling (`relabel`), durations, target
+//! discovery from static and file_sd configs (`discovery`), the exposition
+//! parser (`scrape::parse`) and one scrape of one target with synthetic
+//! series and staleness (`scrape::target`). The scheduler that runs scrapes,
+//! config reload, and the store (issue #4) and the log pipeline (issue #5)
+//! are not built yet.
 
 pub mod config;
 pub mod discovery;

@@ -1,3 +1,4 @@
-//! Scraping targets. So far: the exposition parser.
+//! Scraping targets: the exposition parser and one scrape of one target.
 
 pub mod parse;
+pub mod target;

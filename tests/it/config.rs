@@ -219,3 +219,74 @@ fn check_config_agrees_with_promtool() {
         }
     }
 }
+
+/// One scrape by our scraper and by Prometheus of the same exporter: the same
+/// series (synthetic ones included), negotiated as OpenMetrics by both.
+#[test]
+fn scrape_gives_the_series_prometheus_stores() {
+    use carbonio_collector::scrape::target::{Scraper, TargetState};
+    let consul = crate::mesh::replay(crate::mesh::Mode::Normal);
+    let mesh = crate::harness::ours(
+        "mesh",
+        &[
+            &format!("--consul.server=127.0.0.1:{}", consul.port),
+            &format!("--consul.token={}", crate::mesh::TOKEN),
+        ],
+    );
+    let config_text = format!(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: mesh\n    static_configs:\n      - targets: ['127.0.0.1:{}']\n        labels:\n          role: mesh\n",
+        mesh.port
+    );
+    let prom = crate::harness::prometheus_with_config(&config_text);
+    let url = prom.url("/api/v1/series?match[]=%7Bjob%3D%22mesh%22%7D");
+    let mut theirs: Vec<Labels> = Vec::new();
+    wait_until(
+        "Prometheus to store the mesh series",
+        Duration::from_secs(60),
+        || {
+            let v: serde_json::Value =
+                serde_json::from_str(&crate::harness::get_text(&url)).unwrap_or_default();
+            theirs = v["data"]
+                .as_array()
+                .map(|a| a.iter().map(to_labels).collect())
+                .unwrap_or_default();
+            theirs
+                .iter()
+                .any(|l| l.get("__name__").is_some_and(|n| n == "consul_up"))
+        },
+    );
+
+    let (_, jobs) = Config::parse(std::path::Path::new("mesh.yml"), &config_text).unwrap();
+    let (targets, _) = discovery::targets(&jobs[0]);
+    let target = targets[0].labels.clone().unwrap();
+    let mut state = TargetState::default();
+    let result = Scraper::new().scrape(&jobs[0], &target, &mut state, 0);
+    assert_eq!(result.error, None);
+    let mut ours: Vec<Labels> = result.samples.iter().map(|s| s.labels.clone()).collect();
+    ours.sort();
+    theirs.sort();
+    // Process and scrape-duration values differ between the two scrapes; the series do not.
+    assert_eq!(ours, theirs);
+    let up = result
+        .samples
+        .iter()
+        .find(|s| s.labels["__name__"] == "up")
+        .unwrap();
+    assert_eq!((up.value, up.labels["role"].as_str()), (1.0, "mesh"));
+
+    // The target goes away: up 0 and a staleness marker for every series it had.
+    let had = result.samples.len() - 5;
+    drop(mesh);
+    let gone = Scraper::new().scrape(&jobs[0], &target, &mut state, 1000);
+    assert!(gone.error.is_some());
+    assert_eq!(
+        gone.samples.iter().filter(|s| s.is_stale_marker()).count(),
+        had
+    );
+    let up = gone
+        .samples
+        .iter()
+        .find(|s| s.labels["__name__"] == "up")
+        .unwrap();
+    assert_eq!(up.value, 0.0);
+}

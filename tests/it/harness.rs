@@ -716,19 +716,12 @@ pub fn nginx_tls_proxy(upstream_port: u16) -> (Service, PathBuf) {
 
 // ---- Prometheus ----
 
-/// A real Prometheus scraping `targets` (job name → host:port) every second.
-pub fn prometheus(targets: &[(&str, String)]) -> Service {
+/// A real Prometheus with the given configuration file contents.
+pub fn prometheus_with_config(config: &str) -> Service {
     let bin = require("prometheus", "prometheus");
     let port = free_port();
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut conf =
-        String::from("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n");
-    for (job, addr) in targets {
-        conf.push_str(&format!(
-            "  - job_name: {job}\n    static_configs:\n      - targets: ['{addr}']\n"
-        ));
-    }
-    std::fs::write(dir.path().join("prometheus.yml"), conf).expect("prometheus.yml");
+    std::fs::write(dir.path().join("prometheus.yml"), config).expect("prometheus.yml");
     let mut cmd = Command::new(bin);
     cmd.arg(format!(
         "--config.file={}",
@@ -742,6 +735,18 @@ pub fn prometheus(targets: &[(&str, String)]) -> Service {
     let svc = spawn("prometheus", dir, port, cmd);
     wait_http_ok(&svc, "/-/ready");
     svc
+}
+
+/// A real Prometheus scraping `targets` (job name → host:port) every second.
+pub fn prometheus(targets: &[(&str, String)]) -> Service {
+    let mut conf =
+        String::from("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n");
+    for (job, addr) in targets {
+        conf.push_str(&format!(
+            "  - job_name: {job}\n    static_configs:\n      - targets: ['{addr}']\n"
+        ));
+    }
+    prometheus_with_config(&conf)
 }
 
 /// Runs a program with stdin, returning (exit code, stdout, stderr).

@@ -1,0 +1,409 @@
+//! One scrape of one target, as Prometheus does it: the request (Accept
+//! negotiation, gzip, timeout header, auth), parsing, target labels merged
+//! with `honor_labels` semantics, metric relabeling, `sample_limit`, the
+//! synthetic series, and staleness markers for series that disappeared.
+
+use super::parse::{Event, Format, MetricType, Parser};
+use crate::config::{Job, Scheme};
+use crate::relabel::{self, Labels};
+use base64::Engine;
+use std::collections::{BTreeMap, HashSet};
+use std::io::Read;
+use std::time::{Duration, Instant};
+
+/// Prometheus's Accept header: OpenMetrics preferred, text 0.0.4 accepted.
+pub const ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+/// The bit pattern Prometheus uses for a staleness marker.
+pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
+/// Bodies larger than this are refused, so one target cannot exhaust memory.
+const MAX_BODY: u64 = 256 << 20;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// All labels, `__name__` included.
+    pub labels: Labels,
+    pub value: f64,
+    pub timestamp_ms: i64,
+}
+
+impl Sample {
+    pub fn is_stale_marker(&self) -> bool {
+        self.value.to_bits() == STALE_NAN_BITS
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Metadata {
+    pub family: String,
+    pub kind: Option<MetricType>,
+    pub help: Option<String>,
+    pub unit: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ScrapeResult {
+    /// Scraped samples after relabeling, then staleness markers, then the synthetic series.
+    pub samples: Vec<Sample>,
+    pub metadata: Vec<Metadata>,
+    pub error: Option<String>,
+}
+
+/// What must survive between scrapes of one target.
+#[derive(Debug, Default)]
+pub struct TargetState {
+    previous: HashSet<Labels>,
+}
+
+pub struct Scraper {
+    agent: ureq::Agent,
+}
+
+impl Default for Scraper {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Scraper {
+    pub fn new() -> Self {
+        Scraper {
+            agent: ureq::AgentBuilder::new()
+                .user_agent(concat!("carbonio-monitor/", env!("CARGO_PKG_VERSION")))
+                .build(),
+        }
+    }
+
+    /// Scrapes `target` (its final labels, `__` ones included) at `now_ms`.
+    pub fn scrape(
+        &self,
+        job: &Job,
+        target: &Labels,
+        state: &mut TargetState,
+        now_ms: i64,
+    ) -> ScrapeResult {
+        let start = Instant::now();
+        let fetched = self.fetch(job, target);
+        let duration = start.elapsed();
+        let (mut samples, metadata, scraped, error) =
+            match fetched.and_then(|(body, format)| process(job, target, &body, format, now_ms)) {
+                Ok((samples, metadata, scraped)) => (samples, metadata, scraped, None),
+                Err(e) => (Vec::new(), Vec::new(), 0, Some(e)),
+            };
+        let post_relabel = samples.len();
+        // Staleness: series of the last scrape that are gone now (all of them when the scrape failed).
+        let current: HashSet<Labels> = samples.iter().map(|s| s.labels.clone()).collect();
+        let added = current.difference(&state.previous).count();
+        for gone in state.previous.difference(&current) {
+            samples.push(Sample {
+                labels: gone.clone(),
+                value: f64::from_bits(STALE_NAN_BITS),
+                timestamp_ms: now_ms,
+            });
+        }
+        state.previous = current;
+        let up = if error.is_none() { 1.0 } else { 0.0 };
+        for (name, value) in [
+            ("up", up),
+            ("scrape_duration_seconds", duration.as_secs_f64()),
+            ("scrape_samples_scraped", scraped as f64),
+            ("scrape_samples_post_metric_relabeling", post_relabel as f64),
+            ("scrape_series_added", added as f64),
+        ] {
+            let mut labels = public_labels(target);
+            labels.insert("__name__".into(), name.into());
+            samples.push(Sample {
+                labels,
+                value,
+                timestamp_ms: now_ms,
+            });
+        }
+        ScrapeResult {
+            samples,
+            metadata,
+            error,
+        }
+    }
+
+    fn fetch(&self, job: &Job, target: &Labels) -> Result<(String, Format), String> {
+        let c = &job.config;
+        let get = |k: &str| target.get(k).map(String::as_str).unwrap_or("");
+        let scheme = match get("__scheme__") {
+            "" => match c.scheme {
+                Scheme::Http => "http",
+                Scheme::Https => "https",
+            },
+            s => s,
+        };
+        let params: Vec<String> = target
+            .iter()
+            .filter_map(|(k, v)| {
+                k.strip_prefix("__param_")
+                    .map(|p| format!("{}={}", encode(p), encode(v)))
+            })
+            .collect();
+        let mut url = format!(
+            "{scheme}://{}{}",
+            get("__address__"),
+            get("__metrics_path__")
+        );
+        if !params.is_empty() {
+            url.push('?');
+            url.push_str(&params.join("&"));
+        }
+        let mut req = self
+            .agent
+            .get(&url)
+            .timeout(job.timeout)
+            .set("Accept", ACCEPT)
+            .set("Accept-Encoding", "gzip")
+            .set(
+                "X-Prometheus-Scrape-Timeout-Seconds",
+                &format!("{}", job.timeout.as_secs_f64()),
+            );
+        if let Some(b) = &c.basic_auth {
+            let password = match (&b.password, &b.password_file) {
+                (Some(p), _) => p.clone(),
+                (None, Some(f)) => std::fs::read_to_string(f)
+                    .map_err(|e| format!("reading {}: {e}", f.display()))?
+                    .trim_end()
+                    .to_string(),
+                _ => String::new(),
+            };
+            let token = base64::engine::general_purpose::STANDARD
+                .encode(format!("{}:{password}", b.username));
+            req = req.set("Authorization", &format!("Basic {token}"));
+        }
+        if let Some(a) = &c.authorization {
+            let credentials = match (&a.credentials, &a.credentials_file) {
+                (Some(c), _) => c.clone(),
+                (None, Some(f)) => std::fs::read_to_string(f)
+                    .map_err(|e| format!("reading {}: {e}", f.display()))?
+                    .trim()
+                    .to_string(),
+                _ => String::new(),
+            };
+            req = req.set("Authorization", &format!("{} {credentials}", a.kind));
+        }
+        let resp = req.call().map_err(|e| match e {
+            ureq::Error::Status(code, _) => format!("server returned HTTP status {code}"),
+            other => other.to_string(),
+        })?;
+        let format = if resp.content_type() == "application/openmetrics-text" {
+            Format::OpenMetrics
+        } else {
+            Format::Text004
+        };
+        let gzip = resp
+            .header("Content-Encoding")
+            .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
+        let mut raw = Vec::new();
+        resp.into_reader()
+            .take(MAX_BODY + 1)
+            .read_to_end(&mut raw)
+            .map_err(|e| e.to_string())?;
+        let mut body = Vec::new();
+        if gzip {
+            flate2::read::GzDecoder::new(raw.as_slice())
+                .take(MAX_BODY + 1)
+                .read_to_end(&mut body)
+                .map_err(|e| format!("gzip: {e}"))?;
+        } else {
+            body = raw;
+        }
+        if body.len() as u64 > MAX_BODY {
+            return Err(format!("body larger than {MAX_BODY} bytes"));
+        }
+        let text = String::from_utf8(body).map_err(|_| "body is not UTF-8".to_string())?;
+        Ok((text, format))
+    }
+}
+
+/// The target's labels that series carry (job, instance, static labels).
+fn public_labels(target: &Labels) -> Labels {
+    target
+        .iter()
+        .filter(|(k, _)| !k.starts_with("__"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+type Processed = (Vec<Sample>, Vec<Metadata>, usize);
+
+/// Parses a body and turns it into stored samples. Pure, so it is tested on its own.
+pub fn process(
+    job: &Job,
+    target: &Labels,
+    body: &str,
+    format: Format,
+    now_ms: i64,
+) -> Result<Processed, String> {
+    let target_labels = public_labels(target);
+    let mut samples = Vec::new();
+    let mut meta: BTreeMap<String, Metadata> = BTreeMap::new();
+    let mut scraped = 0usize;
+    for event in Parser::new(body, format) {
+        match event.map_err(|e| e.to_string())? {
+            Event::Sample(s) => {
+                scraped += 1;
+                let mut labels: Labels = s
+                    .labels
+                    .into_iter()
+                    .filter(|(_, v)| !v.is_empty())
+                    .map(|(k, v)| (k.to_string(), v))
+                    .collect();
+                labels.insert("__name__".into(), s.name.to_string());
+                for (k, v) in &target_labels {
+                    if job.config.honor_labels {
+                        labels.entry(k.clone()).or_insert_with(|| v.clone());
+                    } else {
+                        if let Some(existing) = labels.remove(k) {
+                            labels.insert(format!("exported_{k}"), existing);
+                        }
+                        labels.insert(k.clone(), v.clone());
+                    }
+                }
+                if !relabel::apply(&job.metric_relabel, &mut labels) {
+                    continue;
+                }
+                labels.retain(|_, v| !v.is_empty());
+                let timestamp_ms = match (job.config.honor_timestamps, s.timestamp_ms) {
+                    (true, Some(t)) => t,
+                    _ => now_ms,
+                };
+                samples.push(Sample {
+                    labels,
+                    value: s.value,
+                    timestamp_ms,
+                });
+            }
+            Event::Help { family, text } => meta_entry(&mut meta, family).help = Some(text),
+            Event::Type { family, kind } => meta_entry(&mut meta, family).kind = Some(kind),
+            Event::Unit { family, unit } => {
+                meta_entry(&mut meta, family).unit = Some(unit.to_string())
+            }
+            Event::Eof => {}
+        }
+    }
+    let limit = job.config.sample_limit as usize;
+    if limit > 0 && samples.len() > limit {
+        return Err(format!(
+            "sample limit exceeded: {} > {limit}",
+            samples.len()
+        ));
+    }
+    Ok((samples, meta.into_values().collect(), scraped))
+}
+
+fn meta_entry<'m>(meta: &'m mut BTreeMap<String, Metadata>, family: &str) -> &'m mut Metadata {
+    meta.entry(family.to_string()).or_insert_with(|| Metadata {
+        family: family.to_string(),
+        kind: None,
+        help: None,
+        unit: None,
+    })
+}
+
+/// A deterministic per-target offset inside the interval, so targets spread
+/// their scrapes instead of all firing at once (as Prometheus does).
+pub fn jitter(target: &Labels, interval: Duration) -> Duration {
+    use md5::{Digest, Md5};
+    let key: String = target.iter().map(|(k, v)| format!("{k}={v};")).collect();
+    let d = Md5::digest(key.as_bytes());
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&d[..8]);
+    let ms = interval.as_millis().max(1) as u64;
+    Duration::from_millis(u64::from_be_bytes(b) % ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use std::path::Path;
+
+    fn job(extra: &str) -> Job {
+        let text = format!("scrape_configs:\n  - job_name: node\n{extra}    static_configs:\n      - targets: ['h:9100']\n");
+        Config::parse(Path::new("t.yml"), &text)
+            .unwrap()
+            .1
+            .remove(0)
+    }
+
+    fn target() -> Labels {
+        [
+            ("job", "node"),
+            ("instance", "h:9100"),
+            ("__address__", "h:9100"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+
+    #[test]
+    fn target_labels_win_unless_honored() {
+        let body = "m{instance=\"other\",x=\"1\",empty=\"\"} 1 1000\n";
+        let (s, _, n) = process(&job(""), &target(), body, Format::Text004, 5000).unwrap();
+        assert_eq!(n, 1);
+        assert_eq!(s[0].labels["instance"], "h:9100");
+        assert_eq!(s[0].labels["exported_instance"], "other");
+        assert!(!s[0].labels.contains_key("empty"));
+        assert_eq!(s[0].timestamp_ms, 1000);
+        let (s, _, _) = process(
+            &job("    honor_labels: true\n    honor_timestamps: false\n"),
+            &target(),
+            body,
+            Format::Text004,
+            5000,
+        )
+        .unwrap();
+        assert_eq!(s[0].labels["instance"], "other");
+        assert_eq!(s[0].timestamp_ms, 5000);
+    }
+
+    #[test]
+    fn metric_relabel_and_sample_limit() {
+        let body = "go_goroutines 5\nnode_load1 0.5\nnode_load5 0.4\n";
+        let j = job("    metric_relabel_configs:\n      - source_labels: [__name__]\n        regex: go_.*\n        action: drop\n");
+        let (s, _, n) = process(&j, &target(), body, Format::Text004, 0).unwrap();
+        assert_eq!((n, s.len()), (3, 2));
+        let j = job("    sample_limit: 1\n");
+        assert!(process(&j, &target(), body, Format::Text004, 0)
+            .unwrap_err()
+            .contains("sample limit"));
+    }
+
+    #[test]
+    fn metadata_is_kept() {
+        let body = "# HELP a_total Things.\n# TYPE a_total counter\na_total 1\n";
+        let (_, m, _) = process(&job(""), &target(), body, Format::Text004, 0).unwrap();
+        assert_eq!(
+            m,
+            vec![Metadata {
+                family: "a_total".into(),
+                kind: Some(MetricType::Counter),
+                help: Some("Things.".into()),
+                unit: None
+            }]
+        );
+    }
+
+    #[test]
+    fn jitter_is_stable_and_inside_the_interval() {
+        let i = Duration::from_secs(15);
+        assert_eq!(jitter(&target(), i), jitter(&target(), i));
+        assert!(jitter(&target(), i) < i);
+    }
+}
