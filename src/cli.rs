@@ -44,6 +44,21 @@ pub enum Command {
     Import,
     /// Export the built-in dashboards for Grafana. Not built yet.
     Dashboards,
+    /// Inspection and test tools for the storage internals.
+    #[command(hide = true, subcommand)]
+    Debug(DebugCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DebugCommand {
+    /// Append COUNT records "id:<n>" (n from START), one fsynced append each, printing "ack <n>" after each.
+    WalWrite {
+        dir: PathBuf,
+        start: u64,
+        count: u64,
+    },
+    /// Print every record of a WAL directory, then a replay summary.
+    WalRead { dir: PathBuf },
 }
 
 #[derive(Subcommand, Debug)]

@@ -71,6 +71,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::CheckRules { .. } => not_built("check-rules", 7),
         Command::Import => not_built("import", 10),
         Command::Dashboards => not_built("dashboards export", 8),
+        Command::Debug(cmd) => debug(cmd),
     }
 }
 
@@ -232,4 +233,42 @@ fn check_config(file: &std::path::Path) -> Result<()> {
         jobs.len()
     );
     Ok(())
+}
+
+fn debug(cmd: cli::DebugCommand) -> Result<()> {
+    use carbonio_collector::store::wal::{Wal, DEFAULT_SEGMENT_SIZE};
+    use cli::DebugCommand;
+    use std::io::Write;
+    match cmd {
+        DebugCommand::WalWrite { dir, start, count } => {
+            let (wal, _) = Wal::open(&dir, 1 << 20, |_| {})?;
+            let mut out = std::io::stdout().lock();
+            for n in start..start + count {
+                wal.append(&[format!("id:{n}").as_bytes()])?;
+                writeln!(out, "ack {n}")?;
+                out.flush()?;
+            }
+            Ok(())
+        }
+        DebugCommand::WalRead { dir } => {
+            let mut out = std::io::stdout().lock();
+            let mut err = None;
+            let (_, report) = Wal::open(&dir, DEFAULT_SEGMENT_SIZE, |r| {
+                if let Err(e) = out.write_all(r).and_then(|_| out.write_all(b"\n")) {
+                    err = Some(e);
+                }
+            })?;
+            if let Some(e) = err {
+                return Err(e.into());
+            }
+            writeln!(
+                out,
+                "# {} records in {} segments, {} damaged",
+                report.records,
+                report.segments,
+                report.damaged.len()
+            )?;
+            Ok(())
+        }
+    }
 }

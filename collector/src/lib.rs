@@ -14,6 +14,7 @@ pub mod discovery;
 pub mod duration;
 pub mod relabel;
 pub mod scrape;
+pub mod store;
 
 /// Names the issue that builds a part not available in this version.
 #[derive(Debug, thiserror::Error)]

@@ -2,6 +2,7 @@
 //! One test binary (modules below) so it links once.
 
 mod config;
+mod crash;
 mod expo;
 mod harness;
 mod ldap;
