@@ -103,6 +103,7 @@ impl Wal {
         let path = segment_path(dir, segment);
         let mut file = OpenOptions::new()
             .create(true)
+            .truncate(false)
             .read(true)
             .write(true)
             .open(&path)
