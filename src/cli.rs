@@ -32,8 +32,15 @@ pub enum Command {
         #[command(subcommand)]
         kind: ExporterKind,
     },
-    /// Collector role (scrape, syslog, tail, store). Not built yet.
-    Collector,
+    /// Collector role: scrapes the configured targets into the WAL-backed store (syslog and tailing not built yet).
+    Collector {
+        /// Configuration file (Prometheus-format global and scrape_configs).
+        #[arg(long)]
+        config: PathBuf,
+        /// Data directory (the WAL lives in DIR/wal).
+        #[arg(long, default_value = "data")]
+        data: PathBuf,
+    },
     /// Query role (PromQL/HTTP API, log search, SQL, UI). Not built yet.
     Query,
     /// Validate a configuration file (the global and scrape_configs sections, relabeling, referenced files).
@@ -59,6 +66,8 @@ pub enum DebugCommand {
     },
     /// Print every record of a WAL directory, then a replay summary.
     WalRead { dir: PathBuf },
+    /// Replay a data directory's WAL and print each series, its sample count and last sample.
+    HeadDump { data: PathBuf },
 }
 
 #[derive(Subcommand, Debug)]

@@ -65,7 +65,7 @@ fn run(cli: Cli) -> Result<()> {
             ExporterKind::Postgres(args) => run_postgres(args),
         },
         Command::Run => not_built("run (collector + query + UI in one process)", 4),
-        Command::Collector => not_built("collector", 4),
+        Command::Collector { config, data } => run_collector(&config, &data),
         Command::Query => not_built("query", 6),
         Command::CheckConfig { file } => check_config(&file),
         Command::CheckRules { .. } => not_built("check-rules", 7),
@@ -250,6 +250,30 @@ fn debug(cmd: cli::DebugCommand) -> Result<()> {
             }
             Ok(())
         }
+        DebugCommand::HeadDump { data } => {
+            let (store, report) = carbonio_collector::store::Store::open(&data)?;
+            let mut out = std::io::stdout().lock();
+            store.with_head(|head| -> std::io::Result<()> {
+                for (labels, series) in head.all_series() {
+                    let l: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+                    let last = series
+                        .samples
+                        .last()
+                        .map(|(t, v)| format!("{t} {v}"))
+                        .unwrap_or_default();
+                    writeln!(out, "{{{}}} {} {last}", l.join(","), series.samples.len())?;
+                }
+                Ok(())
+            })?;
+            writeln!(
+                out,
+                "# {} records, {} damaged segments, {} orphan samples",
+                report.wal.records,
+                report.wal.damaged.len(),
+                report.orphan_samples
+            )?;
+            Ok(())
+        }
         DebugCommand::WalRead { dir } => {
             let mut out = std::io::stdout().lock();
             let mut err = None;
@@ -271,4 +295,26 @@ fn debug(cmd: cli::DebugCommand) -> Result<()> {
             Ok(())
         }
     }
+}
+
+fn run_collector(config: &std::path::Path, data: &std::path::Path) -> Result<()> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let (_, jobs) = carbonio_collector::config::Config::load(config)?;
+    let (store, report) = carbonio_collector::store::Store::open(data)?;
+    tracing::info!(
+        records = report.wal.records,
+        damaged_segments = report.wal.damaged.len(),
+        series = store.with_head(|h| h.series_count()),
+        "WAL replayed"
+    );
+    let store = Arc::new(store);
+    let stop = Arc::new(AtomicBool::new(false));
+    let handles = carbonio_collector::runner::start(&jobs, store, stop.clone());
+    tracing::info!(targets = handles.len(), "collector started");
+    runtime()?.block_on(shutdown_signal());
+    stop.store(true, Ordering::Relaxed);
+    for h in handles {
+        let _ = h.join();
+    }
+    Ok(())
 }

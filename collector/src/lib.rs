@@ -13,6 +13,7 @@ pub mod config;
 pub mod discovery;
 pub mod duration;
 pub mod relabel;
+pub mod runner;
 pub mod scrape;
 pub mod store;
 

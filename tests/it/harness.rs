@@ -55,6 +55,15 @@ impl Service {
         self.dir.path().join(name)
     }
 
+    /// SIGKILL, as a crash would: no shutdown code runs.
+    pub fn kill_9(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.child = None;
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{}", self.port, path)
     }

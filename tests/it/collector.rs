@@ -1,0 +1,104 @@
+//! The collector scrapes into its WAL-backed store: the same series as a real
+//! Prometheus scraping the same targets, and nothing acknowledged is lost to kill -9.
+
+use crate::harness::{get_text, ours, prometheus_with_config, spawn, wait_until, OURS};
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::time::Duration;
+
+/// Series (label sets as text) and sample counts from `debug head-dump`.
+fn dump(data: &std::path::Path) -> (Vec<(String, usize)>, String) {
+    let out = Command::new(OURS)
+        .args(["debug", "head-dump"])
+        .arg(data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let series = text
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| {
+            let (labels, rest) = l.split_once("} ").unwrap();
+            (
+                format!("{labels}}}"),
+                rest.split(' ').next().unwrap().parse().unwrap(),
+            )
+        })
+        .collect();
+    (series, text)
+}
+
+#[test]
+fn collector_stores_what_prometheus_stores_and_survives_kill_9() {
+    let consul = crate::mesh::replay(crate::mesh::Mode::Normal);
+    let mesh = ours(
+        "mesh",
+        &[
+            &format!("--consul.server=127.0.0.1:{}", consul.port),
+            &format!("--consul.token={}", crate::mesh::TOKEN),
+        ],
+    );
+    let config = format!(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: mesh\n    static_configs:\n      - targets: ['127.0.0.1:{}']\n",
+        mesh.port
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let cfg_path = dir.path().join("carbonio-monitor.yml");
+    std::fs::write(&cfg_path, &config).unwrap();
+    let data = dir.path().join("data");
+    let prom = prometheus_with_config(&config);
+    let mut cmd = Command::new(OURS);
+    cmd.arg("collector")
+        .arg("--config")
+        .arg(&cfg_path)
+        .arg("--data")
+        .arg(&data);
+    let mut collector = spawn("collector", tempfile::tempdir().unwrap(), 0, cmd);
+
+    // Let both scrape a few times.
+    let up_url = prom.url("/api/v1/query?query=count_over_time(up%7Bjob%3D%22mesh%22%7D%5B1m%5D)");
+    wait_until(
+        "Prometheus to scrape 3 times",
+        Duration::from_secs(60),
+        || get_text(&up_url).contains("\"3\"") || get_text(&up_url).contains("\"4\""),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    // kill -9: the store must come back from its WAL alone.
+    collector.kill_9();
+
+    let (series, text) = dump(&data);
+    assert!(
+        text.contains("0 damaged segments") || text.contains("1 damaged segments"),
+        "{text}"
+    );
+    let ours: BTreeSet<String> = series.iter().map(|(l, _)| l.clone()).collect();
+    let v: serde_json::Value = serde_json::from_str(&get_text(
+        &prom.url("/api/v1/series?match[]=%7Bjob%3D%22mesh%22%7D"),
+    ))
+    .unwrap();
+    let theirs: BTreeSet<String> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            let m: std::collections::BTreeMap<String, String> =
+                serde_json::from_value(o.clone()).unwrap();
+            let l: Vec<String> = m.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+            format!("{{{}}}", l.join(","))
+        })
+        .collect();
+    assert_eq!(ours, theirs);
+    let up = series
+        .iter()
+        .find(|(l, _)| l.contains("__name__=\"up\""))
+        .unwrap();
+    assert!(up.1 >= 3, "only {} scrapes stored", up.1);
+    // Every series has a sample from every scrape (a scrape is one WAL write: all or nothing).
+    assert!(series.iter().all(|(_, n)| *n == up.1), "{text}");
+    drop(collector);
+}
