@@ -5,6 +5,7 @@
 //! by side, scrapes them alternately (so both see the same machine state and
 //! the same background noise) and reports latency, CPU per scrape and RSS.
 
+mod encodings;
 mod services;
 
 use anyhow::{bail, Context, Result};
@@ -58,6 +59,15 @@ enum Cmd {
         #[arg(long, value_enum)]
         only: Option<Pair>,
     },
+    /// Bytes per sample of our Parquet blocks vs Prometheus's TSDB block on the same scraped data.
+    Encodings {
+        /// Scrapes of each exporter (stamped 15 s apart).
+        #[arg(long, default_value_t = 120)]
+        scrapes: usize,
+        /// Our binary [default: <workspace>/target/release/carbonio-monitor].
+        #[arg(long)]
+        binary: Option<PathBuf>,
+    },
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,6 +95,14 @@ fn main() -> Result<()> {
                     .join("target/release/carbonio-monitor")
             });
             exporters(&binary, scrapes, warmup, only)
+        }
+        Cmd::Encodings { scrapes, binary } => {
+            let binary = binary.unwrap_or_else(|| {
+                Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("..")
+                    .join("target/release/carbonio-monitor")
+            });
+            encodings::run(&binary, scrapes)
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The store: a write-ahead log in front of the in-memory head. Samples are
 //! acknowledged once their WAL record is on disk; a restart replays the WAL.
 
+pub mod block;
 pub mod head;
 pub mod record;
 pub mod wal;
