@@ -95,7 +95,7 @@ pub fn write_block(
         path: dir.to_path_buf(),
         source,
     })?;
-    samples.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    samples.sort_by_key(|s| (s.0, s.1));
 
     let series_path = dir.join("series.parquet");
     let metric: Vec<String> = series
