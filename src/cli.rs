@@ -37,9 +37,12 @@ pub enum Command {
         /// Configuration file (Prometheus-format global and scrape_configs).
         #[arg(long)]
         config: PathBuf,
-        /// Data directory (the WAL lives in DIR/wal).
+        /// Data directory (the WAL lives in DIR/wal, blocks in DIR/blocks).
         #[arg(long, default_value = "data")]
         data: PathBuf,
+        /// How often the in-memory head is written out as a Parquet block.
+        #[arg(long = "storage.flush-interval", default_value = "2h", value_parser = parse_duration)]
+        flush_interval: std::time::Duration,
     },
     /// Query role (PromQL/HTTP API, log search, SQL, UI). Not built yet.
     Query,
@@ -66,7 +69,7 @@ pub enum DebugCommand {
     },
     /// Print every record of a WAL directory, then a replay summary.
     WalRead { dir: PathBuf },
-    /// Replay a data directory's WAL and print each series, its sample count and last sample.
+    /// Open a data directory (blocks + replayed WAL) and print each series, its sample count and last sample.
     HeadDump { data: PathBuf },
 }
 

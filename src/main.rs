@@ -65,7 +65,11 @@ fn run(cli: Cli) -> Result<()> {
             ExporterKind::Postgres(args) => run_postgres(args),
         },
         Command::Run => not_built("run (collector + query + UI in one process)", 4),
-        Command::Collector { config, data } => run_collector(&config, &data),
+        Command::Collector {
+            config,
+            data,
+            flush_interval,
+        } => run_collector(&config, &data, flush_interval),
         Command::Query => not_built("query", 6),
         Command::CheckConfig { file } => check_config(&file),
         Command::CheckRules { .. } => not_built("check-rules", 7),
@@ -253,18 +257,18 @@ fn debug(cmd: cli::DebugCommand) -> Result<()> {
         DebugCommand::HeadDump { data } => {
             let (store, report) = carbonio_collector::store::Store::open(&data)?;
             let mut out = std::io::stdout().lock();
-            store.with_head(|head| -> std::io::Result<()> {
-                for (labels, series) in head.all_series() {
-                    let l: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
-                    let last = series
-                        .samples
-                        .last()
-                        .map(|(t, v)| format!("{t} {v}"))
-                        .unwrap_or_default();
-                    writeln!(out, "{{{}}} {} {last}", l.join(","), series.samples.len())?;
-                }
-                Ok(())
-            })?;
+            let all = [carbonio_collector::store::head::Matcher::NotEqual(
+                "__name__".into(),
+                String::new(),
+            )];
+            for (labels, samples) in store.select(&all, i64::MIN, i64::MAX)? {
+                let l: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+                let last = samples
+                    .last()
+                    .map(|(t, v)| format!("{t} {v}"))
+                    .unwrap_or_default();
+                writeln!(out, "{{{}}} {} {last}", l.join(","), samples.len())?;
+            }
             writeln!(
                 out,
                 "# {} records, {} damaged segments, {} orphan samples",
@@ -297,7 +301,11 @@ fn debug(cmd: cli::DebugCommand) -> Result<()> {
     }
 }
 
-fn run_collector(config: &std::path::Path, data: &std::path::Path) -> Result<()> {
+fn run_collector(
+    config: &std::path::Path,
+    data: &std::path::Path,
+    flush_interval: std::time::Duration,
+) -> Result<()> {
     use std::sync::atomic::{AtomicBool, Ordering};
     let (_, jobs) = carbonio_collector::config::Config::load(config)?;
     let (store, report) = carbonio_collector::store::Store::open(data)?;
@@ -309,12 +317,38 @@ fn run_collector(config: &std::path::Path, data: &std::path::Path) -> Result<()>
     );
     let store = Arc::new(store);
     let stop = Arc::new(AtomicBool::new(false));
-    let handles = carbonio_collector::runner::start(&jobs, store, stop.clone());
+    let handles = carbonio_collector::runner::start(&jobs, store.clone(), stop.clone());
     tracing::info!(targets = handles.len(), "collector started");
+    let flusher = {
+        let (store, stop) = (store.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut last = std::time::Instant::now();
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                if last.elapsed() < flush_interval {
+                    continue;
+                }
+                last = std::time::Instant::now();
+                match store.flush() {
+                    Ok(Some(meta)) => tracing::info!(
+                        samples = meta.samples,
+                        series = meta.series,
+                        bytes_per_sample = meta.bytes_per_sample(),
+                        "head flushed to a block"
+                    ),
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::error!(error = %e, "flushing the head failed; data stays in the WAL")
+                    }
+                }
+            }
+        })
+    };
     runtime()?.block_on(shutdown_signal());
     stop.store(true, Ordering::Relaxed);
     for h in handles {
         let _ = h.join();
     }
+    let _ = flusher.join();
     Ok(())
 }

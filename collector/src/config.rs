@@ -56,8 +56,9 @@ pub struct Config {
 pub struct GlobalConfig {
     #[serde(default = "default_interval")]
     pub scrape_interval: Dur,
-    #[serde(default = "default_timeout")]
-    pub scrape_timeout: Dur,
+    /// Defaults to 10s, or to scrape_interval when that is shorter (as Prometheus does).
+    #[serde(default)]
+    pub scrape_timeout: Option<Dur>,
     #[serde(default = "default_interval")]
     pub evaluation_interval: Dur,
     #[serde(default)]
@@ -68,7 +69,7 @@ impl Default for GlobalConfig {
     fn default() -> Self {
         GlobalConfig {
             scrape_interval: default_interval(),
-            scrape_timeout: default_timeout(),
+            scrape_timeout: None,
             evaluation_interval: default_interval(),
             external_labels: BTreeMap::new(),
         }
@@ -212,7 +213,10 @@ impl Config {
             at,
             msg,
         };
-        if g.scrape_timeout.0 > g.scrape_interval.0 {
+        let global_timeout = g
+            .scrape_timeout
+            .map_or(default_timeout().0.min(g.scrape_interval.0), |d| d.0);
+        if global_timeout > g.scrape_interval.0 {
             return Err(invalid(
                 "global".into(),
                 "scrape_timeout is greater than scrape_interval".into(),
@@ -240,7 +244,7 @@ impl Config {
             let timeout = sc
                 .scrape_timeout
                 .map(|d| d.0)
-                .unwrap_or_else(|| g.scrape_timeout.0.min(interval));
+                .unwrap_or_else(|| global_timeout.min(interval));
             if timeout > interval {
                 return Err(invalid(
                     at,
@@ -448,5 +452,9 @@ scrape_configs:
             );
         }
         assert!(parse("").is_ok());
+        // A short global interval lowers the default timeout, as in Prometheus.
+        let (_, jobs) =
+            parse("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: a\n").unwrap();
+        assert_eq!(jobs[0].timeout, Duration::from_secs(1));
     }
 }

@@ -57,7 +57,8 @@ fn collector_stores_what_prometheus_stores_and_survives_kill_9() {
         .arg("--config")
         .arg(&cfg_path)
         .arg("--data")
-        .arg(&data);
+        .arg(&data)
+        .arg("--storage.flush-interval=2s");
     let mut collector = spawn("collector", tempfile::tempdir().unwrap(), 0, cmd);
 
     // Let both scrape a few times.
@@ -67,10 +68,15 @@ fn collector_stores_what_prometheus_stores_and_survives_kill_9() {
         Duration::from_secs(60),
         || get_text(&up_url).contains("\"3\"") || get_text(&up_url).contains("\"4\""),
     );
-    std::thread::sleep(Duration::from_secs(2));
+    // Long enough for at least one flush (every 2 s) and more scrapes after it.
+    std::thread::sleep(Duration::from_secs(5));
     // kill -9: the store must come back from its WAL alone.
     collector.kill_9();
 
+    let blocks = std::fs::read_dir(data.join("blocks"))
+        .map(|rd| rd.count())
+        .unwrap_or(0);
+    assert!(blocks >= 1, "no block was flushed");
     let (series, text) = dump(&data);
     assert!(
         text.contains("0 damaged segments") || text.contains("1 damaged segments"),
@@ -98,7 +104,8 @@ fn collector_stores_what_prometheus_stores_and_survives_kill_9() {
         .find(|(l, _)| l.contains("__name__=\"up\""))
         .unwrap();
     assert!(up.1 >= 3, "only {} scrapes stored", up.1);
-    // Every series has a sample from every scrape (a scrape is one WAL write: all or nothing).
+    // Every series has a sample from every scrape (a scrape is one WAL write:
+    // all or nothing), whether it is now in a block or in the replayed WAL.
     assert!(series.iter().all(|(_, n)| *n == up.1), "{text}");
     drop(collector);
 }

@@ -207,6 +207,48 @@ fn write_parquet(
     Ok(())
 }
 
+/// Reads a block's series table: (id, labels).
+pub fn read_series(dir: &Path) -> Result<Vec<(u64, Labels)>, BlockError> {
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let path = dir.join("series.parquet");
+    let pq = |source| BlockError::Parquet {
+        path: path.clone(),
+        source,
+    };
+    let file = std::fs::File::open(&path).map_err(|source| BlockError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(pq)?
+        .build()
+        .map_err(pq)?;
+    let mut out = Vec::new();
+    for batch in reader {
+        let batch = batch.map_err(|source| BlockError::Arrow {
+            path: path.clone(),
+            source,
+        })?;
+        let (Some(ids), Some(labels)) = (
+            batch.column(0).as_any().downcast_ref::<UInt64Array>(),
+            batch.column(2).as_any().downcast_ref::<StringArray>(),
+        ) else {
+            return Err(BlockError::Io {
+                path: path.clone(),
+                source: std::io::Error::other("unexpected column types"),
+            });
+        };
+        for i in 0..batch.num_rows() {
+            let l: Labels = serde_json::from_str(labels.value(i)).map_err(|e| BlockError::Io {
+                path: path.clone(),
+                source: std::io::Error::other(e.to_string()),
+            })?;
+            out.push((ids.value(i), l));
+        }
+    }
+    Ok(out)
+}
+
 /// Reads a block's samples back (for verification and the read path).
 pub fn read_samples(dir: &Path) -> Result<Vec<(u64, i64, f64)>, BlockError> {
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;

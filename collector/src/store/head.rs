@@ -45,6 +45,13 @@ impl Matcher {
     }
 }
 
+/// A series id with its labels.
+pub type SeriesRef = (u64, Labels);
+/// (series id, timestamp ms, value)
+pub type SampleRef = (u64, i64, f64);
+/// A selected series: labels and (timestamp ms, value) samples.
+pub type Selected = (Labels, Vec<(i64, f64)>);
+
 #[derive(Debug, Default)]
 pub struct Series {
     pub labels: Labels,
@@ -94,6 +101,28 @@ impl Head {
         }
     }
 
+    /// Takes every sample out (for a block), keeping the series and their ids.
+    pub fn drain_samples(&mut self) -> (Vec<SeriesRef>, Vec<SampleRef>) {
+        let mut series = Vec::with_capacity(self.series.len());
+        let mut samples = Vec::new();
+        for (id, s) in &mut self.series {
+            if s.samples.is_empty() {
+                continue;
+            }
+            series.push((*id, s.labels.clone()));
+            samples.extend(s.samples.drain(..).map(|(t, v)| (*id, t, v)));
+        }
+        (series, samples)
+    }
+
+    /// (id, labels) of every series, for re-declaring them in a new WAL segment.
+    pub fn series_ids(&self) -> Vec<(u64, Labels)> {
+        self.series
+            .iter()
+            .map(|(id, s)| (*id, s.labels.clone()))
+            .collect()
+    }
+
     pub fn series_count(&self) -> usize {
         self.series.len()
     }
@@ -108,7 +137,7 @@ impl Head {
         matchers: &[Matcher],
         start: i64,
         end: i64,
-    ) -> Vec<(Labels, Vec<(i64, f64)>)> {
+    ) -> Vec<Selected> {
         // Narrow by the equality matchers' postings first, then check all matchers.
         let mut candidates: Option<BTreeSet<u64>> = None;
         for m in matchers {

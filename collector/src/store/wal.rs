@@ -224,6 +224,16 @@ impl Wal {
         Ok(removed)
     }
 
+    /// Starts a new segment now and returns its number; everything appended
+    /// before is in lower-numbered segments.
+    pub fn cut_segment(&self) -> Result<u64, WalError> {
+        let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        if w.segment_len > 0 {
+            self.rotate(&mut w)?;
+        }
+        Ok(w.segment)
+    }
+
     pub fn current_segment(&self) -> u64 {
         self.writer
             .lock()
