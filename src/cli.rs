@@ -43,6 +43,12 @@ pub enum Command {
         /// How often the in-memory head is written out as a Parquet block.
         #[arg(long = "storage.flush-interval", default_value = "2h", value_parser = parse_duration)]
         flush_interval: std::time::Duration,
+        /// Blocks entirely older than this are deleted (Prometheus's default: 15d).
+        #[arg(long = "storage.retention.time", default_value = "15d", value_parser = parse_duration)]
+        retention_time: std::time::Duration,
+        /// Oldest blocks are deleted while all blocks exceed this size (e.g. 20GB; 0 = no limit).
+        #[arg(long = "storage.retention.size", default_value = "0", value_parser = parse_size)]
+        retention_size: u64,
     },
     /// Query role (PromQL/HTTP API, log search, SQL, UI). Not built yet.
     Query,
@@ -332,7 +338,28 @@ pub struct NginxArgs {
     pub access_log: Option<std::path::PathBuf>,
 }
 
-/// Go-style durations as upstream flags take them: "500ms", "5s", "1m", "1h".
+/// Sizes as Prometheus's retention flag takes them: "0", "512MB", "20GB", "1TB" (powers of 1024).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("invalid size {s:?}"))?;
+    let factor: u64 = match unit {
+        "" | "B" => 1,
+        "KB" => 1 << 10,
+        "MB" => 1 << 20,
+        "GB" => 1 << 30,
+        "TB" => 1 << 40,
+        _ => {
+            return Err(format!(
+                "invalid size unit in {s:?} (use B, KB, MB, GB or TB)"
+            ))
+        }
+    };
+    n.checked_mul(factor)
+        .ok_or_else(|| format!("size {s:?} is too large"))
+}
+
+/// Go-style durations as upstream flags take them: "500ms", "5s", "1m", "1h", "15d".
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let split = s
         .find(|c: char| !c.is_ascii_digit() && c != '.')
@@ -344,6 +371,8 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
         "s" | "" => n,
         "m" => n * 60.0,
         "h" => n * 3600.0,
+        "d" => n * 86400.0,
+        "w" => n * 7.0 * 86400.0,
         _ => {
             return Err(format!(
                 "invalid duration unit in {s:?} (use ms, s, m or h)"
@@ -512,6 +541,11 @@ mod tests {
         assert!(parse_duration("5x").is_err());
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("").is_err());
+        assert_eq!(parse_duration("15d"), Ok(std::time::Duration::from_secs(15 * 86400)));
+        assert_eq!(parse_size("0"), Ok(0));
+        assert_eq!(parse_size("20GB"), Ok(20 << 30));
+        assert!(parse_size("20 parsecs").is_err());
+        assert!(parse_size("99999999999TB").is_err());
     }
 
     #[test]

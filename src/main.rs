@@ -69,7 +69,17 @@ fn run(cli: Cli) -> Result<()> {
             config,
             data,
             flush_interval,
-        } => run_collector(&config, &data, flush_interval),
+            retention_time,
+            retention_size,
+        } => run_collector(
+            &config,
+            &data,
+            StorageOptions {
+                flush_interval,
+                retention_time,
+                retention_size,
+            },
+        ),
         Command::Query => not_built("query", 6),
         Command::CheckConfig { file } => check_config(&file),
         Command::CheckRules { .. } => not_built("check-rules", 7),
@@ -301,10 +311,17 @@ fn debug(cmd: cli::DebugCommand) -> Result<()> {
     }
 }
 
+/// Storage settings of the collector role.
+struct StorageOptions {
+    flush_interval: std::time::Duration,
+    retention_time: std::time::Duration,
+    retention_size: u64,
+}
+
 fn run_collector(
     config: &std::path::Path,
     data: &std::path::Path,
-    flush_interval: std::time::Duration,
+    storage: StorageOptions,
 ) -> Result<()> {
     use std::sync::atomic::{AtomicBool, Ordering};
     let (_, jobs) = carbonio_collector::config::Config::load(config)?;
@@ -319,28 +336,17 @@ fn run_collector(
     let stop = Arc::new(AtomicBool::new(false));
     let handles = carbonio_collector::runner::start(&jobs, store.clone(), stop.clone());
     tracing::info!(targets = handles.len(), "collector started");
-    let flusher = {
+    let maintenance = {
         let (store, stop) = (store.clone(), stop.clone());
         std::thread::spawn(move || {
             let mut last = std::time::Instant::now();
             while !stop.load(Ordering::Relaxed) {
                 std::thread::sleep(std::time::Duration::from_millis(100));
-                if last.elapsed() < flush_interval {
+                if last.elapsed() < storage.flush_interval {
                     continue;
                 }
                 last = std::time::Instant::now();
-                match store.flush() {
-                    Ok(Some(meta)) => tracing::info!(
-                        samples = meta.samples,
-                        series = meta.series,
-                        bytes_per_sample = meta.bytes_per_sample(),
-                        "head flushed to a block"
-                    ),
-                    Ok(None) => {}
-                    Err(e) => {
-                        tracing::error!(error = %e, "flushing the head failed; data stays in the WAL")
-                    }
-                }
+                maintain(&store, &storage);
             }
         })
     };
@@ -349,6 +355,30 @@ fn run_collector(
     for h in handles {
         let _ = h.join();
     }
-    let _ = flusher.join();
+    let _ = maintenance.join();
     Ok(())
+}
+
+/// Flush the head to a block, merge small blocks up to a day, apply retention.
+fn maintain(store: &carbonio_collector::store::Store, storage: &StorageOptions) {
+    match store.flush() {
+        Ok(Some(meta)) => tracing::info!(
+            samples = meta.samples,
+            series = meta.series,
+            bytes_per_sample = meta.bytes_per_sample(),
+            "head flushed to a block"
+        ),
+        Ok(None) => {}
+        Err(e) => tracing::error!(error = %e, "flushing the head failed; data stays in the WAL"),
+    }
+    if let Err(e) = store.compact(24 * 3600 * 1000) {
+        tracing::error!(error = %e, "compaction failed");
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let max_age = storage.retention_time.as_millis() as i64;
+    if let Err(e) = store.apply_retention(now, max_age, storage.retention_size) {
+        tracing::error!(error = %e, "retention failed");
+    }
 }

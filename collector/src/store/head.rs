@@ -132,12 +132,7 @@ impl Head {
     }
 
     /// Series matching all matchers, with their samples in [start, end].
-    pub fn select(
-        &self,
-        matchers: &[Matcher],
-        start: i64,
-        end: i64,
-    ) -> Vec<Selected> {
+    pub fn select(&self, matchers: &[Matcher], start: i64, end: i64) -> Vec<Selected> {
         // Narrow by the equality matchers' postings first, then check all matchers.
         let mut candidates: Option<BTreeSet<u64>> = None;
         for m in matchers {
