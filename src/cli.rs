@@ -541,7 +541,10 @@ mod tests {
         assert!(parse_duration("5x").is_err());
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("").is_err());
-        assert_eq!(parse_duration("15d"), Ok(std::time::Duration::from_secs(15 * 86400)));
+        assert_eq!(
+            parse_duration("15d"),
+            Ok(std::time::Duration::from_secs(15 * 86400))
+        );
         assert_eq!(parse_size("0"), Ok(0));
         assert_eq!(parse_size("20GB"), Ok(20 << 30));
         assert!(parse_size("20 parsecs").is_err());

@@ -112,21 +112,18 @@ pub fn run(binary: &Path, scrapes: usize) -> Result<()> {
             },
         ),
         (
-            "parquet delta ids/ts + zstd(3)",
-            Encodings {
-                ids_delta: true,
-                timestamps_delta: true,
-                values_byte_stream_split: false,
-                dictionary: false,
-                compression: Codec::Zstd(3),
-            },
-        ),
-        (
-            "parquet delta ids/ts + byte-stream-split values + zstd(3)",
+            "parquet delta ids/ts + zstd(3) [our default]",
             Encodings::default(),
         ),
         (
-            "parquet delta + byte-stream-split + zstd(9)",
+            "parquet delta ids/ts + byte-stream-split values + zstd(3)",
+            Encodings {
+                values_byte_stream_split: true,
+                ..Encodings::default()
+            },
+        ),
+        (
+            "parquet delta ids/ts + zstd(9)",
             Encodings {
                 compression: Codec::Zstd(9),
                 ..Encodings::default()

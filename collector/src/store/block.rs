@@ -57,7 +57,7 @@ impl Default for Encodings {
         Encodings {
             ids_delta: true,
             timestamps_delta: true,
-            values_byte_stream_split: true,
+            values_byte_stream_split: false,
             dictionary: false,
             compression: Codec::Zstd(3),
         }
