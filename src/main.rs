@@ -265,13 +265,14 @@ fn debug(cmd: cli::DebugCommand) -> Result<()> {
             Ok(())
         }
         DebugCommand::HeadDump { data } => {
-            let (store, report) = carbonio_collector::store::Store::open(&data)?;
+            let snapshot = carbonio_collector::store::Snapshot::open(&data)?;
+            let report = snapshot.report.clone();
             let mut out = std::io::stdout().lock();
             let all = [carbonio_collector::store::head::Matcher::NotEqual(
                 "__name__".into(),
                 String::new(),
             )];
-            for (labels, samples) in store.select(&all, i64::MIN, i64::MAX)? {
+            for (labels, samples) in snapshot.select(&all, i64::MIN, i64::MAX)? {
                 let l: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
                 let last = samples
                     .last()
@@ -333,11 +334,9 @@ fn run_collector(
         "WAL replayed"
     );
     let store = Arc::new(store);
-    let stop = Arc::new(AtomicBool::new(false));
-    let handles = carbonio_collector::runner::start(&jobs, store.clone(), stop.clone());
-    tracing::info!(targets = handles.len(), "collector started");
+    let stop_all = Arc::new(AtomicBool::new(false));
     let maintenance = {
-        let (store, stop) = (store.clone(), stop.clone());
+        let (store, stop) = (store.clone(), stop_all.clone());
         std::thread::spawn(move || {
             let mut last = std::time::Instant::now();
             while !stop.load(Ordering::Relaxed) {
@@ -350,13 +349,110 @@ fn run_collector(
             }
         })
     };
-    runtime()?.block_on(shutdown_signal());
-    stop.store(true, Ordering::Relaxed);
-    for h in handles {
-        let _ = h.join();
+    let events = control_events(config, stop_all.clone())?;
+    let mut generation = Generation::start(&jobs, &store);
+    tracing::info!(targets = generation.handles.len(), "collector started");
+    while let Ok(event) = events.rx.recv() {
+        let Some(why) = event else { break };
+        // A bad new configuration is rejected; the running one stays.
+        match carbonio_collector::config::Config::load(config) {
+            Ok((_, jobs)) => {
+                // The old scrape loops finish their scrape in flight before the new ones start.
+                generation.stop();
+                generation = Generation::start(&jobs, &store);
+                tracing::info!(
+                    reason = why,
+                    targets = generation.handles.len(),
+                    "configuration reloaded"
+                );
+            }
+            Err(e) => {
+                tracing::error!(reason = why, error = %error_chain(&e.into()), "configuration reload rejected; keeping the running configuration")
+            }
+        }
     }
+    generation.stop();
+    stop_all.store(true, Ordering::Relaxed);
     let _ = maintenance.join();
+    drop(events);
     Ok(())
+}
+
+/// The scrape loops of one configuration.
+struct Generation {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    handles: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Generation {
+    fn start(
+        jobs: &[carbonio_collector::config::Job],
+        store: &Arc<carbonio_collector::store::Store>,
+    ) -> Self {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let handles = carbonio_collector::runner::start(jobs, store.clone(), stop.clone());
+        Generation { stop, handles }
+    }
+
+    fn stop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for h in self.handles.drain(..) {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Reload requests (`Some(reason)`: SIGHUP, file changed) and the shutdown (`None`).
+struct ControlEvents {
+    rx: std::sync::mpsc::Receiver<Option<&'static str>>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+fn control_events(
+    config: &std::path::Path,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> Result<ControlEvents> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (tx, rx) = std::sync::mpsc::channel();
+    let rt = runtime()?;
+    let mut hup = {
+        let _entered = rt.enter();
+        signal(SignalKind::hangup()).context("listening for SIGHUP")?
+    };
+    let hup_tx = tx.clone();
+    rt.spawn(async move {
+        while hup.recv().await.is_some() {
+            if hup_tx.send(Some("SIGHUP")).is_err() {
+                break;
+            }
+        }
+    });
+    let shutdown_tx = tx.clone();
+    rt.spawn(async move {
+        shutdown_signal().await;
+        let _ = shutdown_tx.send(None);
+    });
+    // The file is polled: cheap, and it also sees edits made through a symlink swap.
+    let path = config.to_path_buf();
+    std::thread::spawn(move || {
+        let stamp = |p: &std::path::Path| {
+            std::fs::metadata(p)
+                .ok()
+                .map(|m| (m.modified().ok(), m.len()))
+        };
+        let mut last = stamp(&path);
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            let now = stamp(&path);
+            if now != last {
+                last = now;
+                if tx.send(Some("configuration file changed")).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    Ok(ControlEvents { rx, _runtime: rt })
 }
 
 /// Flush the head to a block, merge small blocks up to a day, apply retention.

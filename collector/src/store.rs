@@ -14,10 +14,177 @@ use std::path::Path;
 use std::sync::RwLock;
 use wal::{ReplayReport, Wal, WalError};
 
+/// Series matching `matchers` with samples in [start, end], from the blocks
+/// overlapping the range (pruned by their time manifest) and the head,
+/// merged in time order with duplicate timestamps removed.
+fn select_in(
+    dir: &Path,
+    head: &Head,
+    matchers: &[Matcher],
+    start: i64,
+    end: i64,
+) -> Result<Vec<head::Selected>, StoreError> {
+    let mut merged: std::collections::BTreeMap<Labels, Vec<(i64, f64)>> =
+        std::collections::BTreeMap::new();
+    for dir in list_blocks(dir)? {
+        let meta: BlockMeta = match std::fs::read(dir.join("meta.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+        {
+            Some(m) => m,
+            None => {
+                tracing::warn!(block = %dir.display(), "block without a readable meta.json skipped");
+                continue;
+            }
+        };
+        if meta.max_time < start || meta.min_time > end {
+            continue;
+        }
+        // A damaged block is reported and skipped, never fatal to the read.
+        let series = match block::read_series(&dir) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "unreadable block skipped");
+                continue;
+            }
+        };
+        let wanted: std::collections::HashMap<u64, &Labels> = series
+            .iter()
+            .filter(|(_, l)| matchers.iter().all(|m| m.matches(l)))
+            .map(|(id, l)| (*id, l))
+            .collect();
+        if wanted.is_empty() {
+            continue;
+        }
+        let samples = match block::read_samples(&dir) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "unreadable block skipped");
+                continue;
+            }
+        };
+        for (id, ts, v) in samples {
+            if ts < start || ts > end {
+                continue;
+            }
+            if let Some(l) = wanted.get(&id) {
+                merged.entry((*l).clone()).or_default().push((ts, v));
+            }
+        }
+    }
+    for (labels, samples) in head.select(matchers, start, end) {
+        merged.entry(labels).or_default().extend(samples);
+    }
+    Ok(merged
+        .into_iter()
+        .map(|(l, mut s)| {
+            s.sort_by_key(|(t, _)| *t);
+            s.dedup_by_key(|(t, _)| *t);
+            (l, s)
+        })
+        .filter(|(_, s)| !s.is_empty())
+        .collect())
+}
+
+/// Block directories under `DIR/blocks`, oldest first; unfinished `.tmp` ones left out.
+fn list_blocks(dir: &Path) -> Result<Vec<std::path::PathBuf>, StoreError> {
+    let dir = dir.join("blocks");
+    let Ok(rd) = std::fs::read_dir(&dir) else {
+        return Ok(Vec::new());
+    };
+    let mut out: Vec<_> = rd
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| !n.starts_with('.'))
+        })
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
 fn read_meta(dir: &Path) -> Option<BlockMeta> {
     std::fs::read(dir.join("meta.json"))
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
+}
+
+/// A read-only view of a data directory: its blocks and its WAL replayed into
+/// a private head. Safe while a collector is writing the same directory.
+pub struct Snapshot {
+    dir: std::path::PathBuf,
+    head: Head,
+    pub report: OpenReport,
+}
+
+impl Snapshot {
+    pub fn open(dir: &Path) -> Result<Snapshot, StoreError> {
+        let mut head = Head::default();
+        let mut report = OpenReport::default();
+        report.wal = Wal::replay(&dir.join("wal"), |bytes| {
+            apply_record(&mut head, &mut report, bytes)
+        })?;
+        Ok(Snapshot {
+            dir: dir.to_path_buf(),
+            head,
+            report,
+        })
+    }
+
+    pub fn select(
+        &self,
+        matchers: &[Matcher],
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<head::Selected>, StoreError> {
+        select_in(&self.dir, &self.head, matchers, start, end)
+    }
+}
+
+fn apply_record(head: &mut Head, report: &mut OpenReport, bytes: &[u8]) {
+    match Record::decode(bytes) {
+        Ok(Record::Series { id, labels }) => head.add_series(id, labels),
+        Ok(Record::Samples(samples)) => {
+            for (id, ts, v) in samples {
+                if !head.append(id, ts, v) {
+                    report.orphan_samples += 1;
+                }
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "skipping undecodable WAL record");
+            report.undecodable_records += 1;
+        }
+    }
+}
+
+/// Holds `DIR/LOCK` exclusively so two writers never share a data directory.
+fn lock_dir(dir: &Path) -> Result<std::fs::File, StoreError> {
+    use std::os::fd::AsRawFd;
+    std::fs::create_dir_all(dir).map_err(|source| StoreError::Lock {
+        path: dir.to_path_buf(),
+        msg: source.to_string(),
+    })?;
+    let path = dir.join("LOCK");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| StoreError::Lock {
+            path: path.clone(),
+            msg: e.to_string(),
+        })?;
+    // SAFETY: flock on a file descriptor we own.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(StoreError::Lock {
+            path,
+            msg: "the data directory is in use by another process".into(),
+        });
+    }
+    Ok(file)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +193,11 @@ pub enum StoreError {
     Wal(#[from] WalError),
     #[error(transparent)]
     Block(#[from] BlockError),
+    #[error("{path}: {msg}")]
+    Lock {
+        path: std::path::PathBuf,
+        msg: String,
+    },
 }
 
 pub struct Store {
@@ -34,6 +206,7 @@ pub struct Store {
     head: RwLock<Head>,
     /// Serialises series-id allocation with the WAL order of series records.
     append_lock: std::sync::Mutex<()>,
+    _lock: std::fs::File,
 }
 
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -44,38 +217,23 @@ pub struct OpenReport {
 }
 
 impl Store {
-    pub fn open(dir: &Path) -> Result<(Store, OpenReport), WalError> {
+    /// Opens the data directory for writing: takes its lock, replays the WAL.
+    pub fn open(dir: &Path) -> Result<(Store, OpenReport), StoreError> {
+        let lock = lock_dir(dir)?;
         let mut head = Head::default();
         let mut report = OpenReport::default();
-        let (wal, wal_report) =
-            Wal::open(
-                &dir.join("wal"),
-                wal::DEFAULT_SEGMENT_SIZE,
-                |bytes| match Record::decode(bytes) {
-                    Ok(Record::Series { id, labels }) => head.add_series(id, labels),
-                    Ok(Record::Samples(samples)) => {
-                        for (id, ts, v) in samples {
-                            if !head.append(id, ts, v) {
-                                report.orphan_samples += 1;
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "skipping undecodable WAL record");
-                        report.undecodable_records += 1;
-                    }
-                },
-            )?;
+        let (wal, wal_report) = Wal::open(&dir.join("wal"), wal::DEFAULT_SEGMENT_SIZE, |bytes| {
+            apply_record(&mut head, &mut report, bytes)
+        })?;
         report.wal = wal_report;
-        Ok((
-            Store {
-                dir: dir.to_path_buf(),
-                wal,
-                head: RwLock::new(head),
-                append_lock: std::sync::Mutex::new(()),
-            },
-            report,
-        ))
+        let store = Store {
+            dir: dir.to_path_buf(),
+            wal,
+            head: RwLock::new(head),
+            append_lock: std::sync::Mutex::new(()),
+            _lock: lock,
+        };
+        Ok((store, report))
     }
 
     /// Appends one batch (e.g. one scrape): new series records and the samples
@@ -186,52 +344,8 @@ impl Store {
         start: i64,
         end: i64,
     ) -> Result<Vec<head::Selected>, StoreError> {
-        let mut merged: std::collections::BTreeMap<Labels, Vec<(i64, f64)>> =
-            std::collections::BTreeMap::new();
-        for dir in self.blocks()? {
-            let meta: BlockMeta = match std::fs::read(dir.join("meta.json"))
-                .ok()
-                .and_then(|b| serde_json::from_slice(&b).ok())
-            {
-                Some(m) => m,
-                None => {
-                    tracing::warn!(block = %dir.display(), "block without a readable meta.json skipped");
-                    continue;
-                }
-            };
-            if meta.max_time < start || meta.min_time > end {
-                continue;
-            }
-            let series = block::read_series(&dir)?;
-            let wanted: std::collections::HashMap<u64, &Labels> = series
-                .iter()
-                .filter(|(_, l)| matchers.iter().all(|m| m.matches(l)))
-                .map(|(id, l)| (*id, l))
-                .collect();
-            if wanted.is_empty() {
-                continue;
-            }
-            for (id, ts, v) in block::read_samples(&dir)? {
-                if ts < start || ts > end {
-                    continue;
-                }
-                if let Some(l) = wanted.get(&id) {
-                    merged.entry((*l).clone()).or_default().push((ts, v));
-                }
-            }
-        }
-        for (labels, samples) in self.with_head(|h| h.select(matchers, start, end)) {
-            merged.entry(labels).or_default().extend(samples);
-        }
-        Ok(merged
-            .into_iter()
-            .map(|(l, mut s)| {
-                s.sort_by_key(|(t, _)| *t);
-                s.dedup_by_key(|(t, _)| *t);
-                (l, s)
-            })
-            .filter(|(_, s)| !s.is_empty())
-            .collect())
+        let head = self.head.read().unwrap_or_else(|p| p.into_inner());
+        select_in(&self.dir, &head, matchers, start, end)
     }
 
     /// Merges runs of adjacent small blocks whose combined span stays within
@@ -350,21 +464,7 @@ impl Store {
     }
 
     fn blocks(&self) -> Result<Vec<std::path::PathBuf>, StoreError> {
-        let dir = self.dir.join("blocks");
-        let Ok(rd) = std::fs::read_dir(&dir) else {
-            return Ok(Vec::new());
-        };
-        let mut out: Vec<_> = rd
-            .filter_map(|e| e.ok())
-            .map(|e| e.path())
-            .filter(|p| {
-                p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| !n.starts_with('.'))
-            })
-            .collect();
-        out.sort();
-        Ok(out)
+        list_blocks(&self.dir)
     }
 
     pub fn with_head<T>(&self, f: impl FnOnce(&Head) -> T) -> T {
@@ -466,5 +566,50 @@ mod tests {
         // Size: a 1-byte budget removes everything.
         assert_eq!(store.apply_retention(10_000, i64::MAX / 2, 1).unwrap(), 1);
         assert!(store.select(&sel, 0, 10_000).unwrap().is_empty());
+    }
+
+    #[test]
+    fn one_writer_per_directory_and_read_only_snapshots() {
+        let dir = tempfile::tempdir().unwrap();
+        let up: Labels = [("__name__", "up")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let (store, _) = Store::open(dir.path()).unwrap();
+        store.append(&[(up.clone(), 1, 1.0)]).unwrap();
+        assert!(matches!(
+            Store::open(dir.path()),
+            Err(StoreError::Lock { .. })
+        ));
+        let snap = Snapshot::open(dir.path()).unwrap();
+        let all = [head::Matcher::NotEqual("__name__".into(), String::new())];
+        assert_eq!(snap.select(&all, 0, 10).unwrap().len(), 1);
+        // The writer is unharmed: it appends after the snapshot read.
+        store.append(&[(up, 2, 2.0)]).unwrap();
+        drop(store);
+        let (store, report) = Store::open(dir.path()).unwrap();
+        assert!(report.wal.damaged.is_empty());
+        assert_eq!(store.select(&all, 0, 10).unwrap()[0].1.len(), 2);
+    }
+
+    #[test]
+    fn a_corrupt_block_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = |n: &str| -> Labels {
+            [("__name__".to_string(), n.to_string())]
+                .into_iter()
+                .collect()
+        };
+        let (store, _) = Store::open(dir.path()).unwrap();
+        store.append(&[(l("a"), 1, 1.0)]).unwrap();
+        store.flush().unwrap();
+        store.append(&[(l("b"), 5, 1.0)]).unwrap();
+        store.flush().unwrap();
+        let first = store.blocks().unwrap()[0].clone();
+        std::fs::write(first.join("samples.parquet"), b"not parquet").unwrap();
+        let all = [head::Matcher::NotEqual("__name__".into(), String::new())];
+        let got = store.select(&all, 0, 10).unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].0["__name__"], "b");
     }
 }

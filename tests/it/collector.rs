@@ -109,3 +109,89 @@ fn collector_stores_what_prometheus_stores_and_survives_kill_9() {
     assert!(series.iter().all(|(_, n)| *n == up.1), "{text}");
     drop(collector);
 }
+
+fn up_count(data: &std::path::Path, job: &str) -> usize {
+    let (series, _) = dump(data);
+    series
+        .iter()
+        .find(|(l, _)| l.contains("__name__=\"up\"") && l.contains(&format!("job=\"{job}\"")))
+        .map_or(0, |(_, n)| *n)
+}
+
+#[test]
+fn reload_on_file_change_and_sighup_keeps_a_good_config_running() {
+    let node = ours(
+        "node",
+        &["--collector.disable-defaults", "--collector.loadavg"],
+    );
+    let job = |name: &str| {
+        format!(
+            "  - job_name: {name}\n    static_configs:\n      - targets: ['127.0.0.1:{}']\n",
+            node.port
+        )
+    };
+    let head = "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n";
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("carbonio-monitor.yml");
+    std::fs::write(&cfg, format!("{head}{}", job("first"))).unwrap();
+    let data = dir.path().join("data");
+    let mut cmd = Command::new(OURS);
+    cmd.arg("collector")
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--data")
+        .arg(&data);
+    let collector = spawn("collector", tempfile::tempdir().unwrap(), 0, cmd);
+    let log = || std::fs::read_to_string(collector.path("collector.log")).unwrap_or_default();
+
+    // Adding a job to the file starts scraping it.
+    std::thread::sleep(Duration::from_millis(1500));
+    std::fs::write(&cfg, format!("{head}{}{}", job("first"), job("second"))).unwrap();
+    wait_until(
+        "the second job to be scraped",
+        Duration::from_secs(20),
+        || up_count(&data, "second") >= 2,
+    );
+
+    // A broken file is rejected and both jobs go on.
+    std::fs::write(
+        &cfg,
+        format!("{head}  - job_name: first\n    scrape_intervall: 5s\n"),
+    )
+    .unwrap();
+    wait_until(
+        "the bad config to be rejected",
+        Duration::from_secs(20),
+        || log().contains("configuration reload rejected"),
+    );
+    assert!(
+        log().contains("scrape_intervall"),
+        "the rejection names the key: {}",
+        log()
+    );
+    let before = up_count(&data, "second");
+    wait_until("scraping to go on", Duration::from_secs(20), || {
+        up_count(&data, "second") > before + 1
+    });
+
+    // SIGHUP reloads too.
+    std::fs::write(&cfg, format!("{head}{}", job("first"))).unwrap();
+    wait_until(
+        "the file change to be applied",
+        Duration::from_secs(20),
+        || log().matches("configuration reloaded").count() >= 2,
+    );
+    let pid = collector_pid(&collector);
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .status()
+        .unwrap()
+        .success());
+    wait_until("SIGHUP to reload", Duration::from_secs(20), || {
+        log().contains("reason=\"SIGHUP\"") || log().contains("SIGHUP")
+    });
+}
+
+fn collector_pid(svc: &crate::harness::Service) -> u32 {
+    svc.pid().expect("collector is running")
+}

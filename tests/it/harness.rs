@@ -55,6 +55,10 @@ impl Service {
         self.dir.path().join(name)
     }
 
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// SIGKILL, as a crash would: no shutdown code runs.
     pub fn kill_9(&mut self) {
         if let Some(child) = self.child.as_mut() {

@@ -75,6 +75,24 @@ fn segments(dir: &Path) -> Result<Vec<u64>, WalError> {
 }
 
 impl Wal {
+    /// Reads every valid record without changing anything on disk (for
+    /// inspecting a WAL that another process may be writing).
+    pub fn replay(dir: &Path, mut apply: impl FnMut(&[u8])) -> Result<ReplayReport, WalError> {
+        let mut report = ReplayReport::default();
+        if !dir.exists() {
+            return Ok(report);
+        }
+        for n in segments(dir)? {
+            let path = segment_path(dir, n);
+            let (valid_len, damage) = replay_segment(&path, &mut apply, &mut report.records)?;
+            report.segments += 1;
+            if let Some(what) = damage {
+                report.damaged.push((path, valid_len, what));
+            }
+        }
+        Ok(report)
+    }
+
     /// Opens (creating) the WAL in `dir`, calling `apply` for every valid
     /// record in order before returning, so the caller rebuilds its state.
     pub fn open(
