@@ -318,19 +318,7 @@ impl Store {
         if samples.is_empty() {
             return Ok(None);
         }
-        let blocks = self.dir.join("blocks");
-        let tmp = blocks.join(format!(".tmp-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&tmp);
-        let meta = block::write_block(&tmp, &series, &mut samples, block::Encodings::default())?;
-        let final_dir = blocks.join(format!("{:020}-{:020}", meta.min_time, meta.max_time));
-        let io = |source| BlockError::Io {
-            path: final_dir.clone(),
-            source,
-        };
-        std::fs::rename(&tmp, &final_dir).map_err(io)?;
-        std::fs::File::open(&blocks)
-            .and_then(|d| d.sync_all())
-            .map_err(io)?;
+        let (meta, _) = self.publish_block(&series, &mut samples, "")?;
         self.wal.remove_before(first_kept_segment)?;
         Ok(Some(meta))
     }
@@ -346,6 +334,33 @@ impl Store {
     ) -> Result<Vec<head::Selected>, StoreError> {
         let head = self.head.read().unwrap_or_else(|p| p.into_inner());
         select_in(&self.dir, &head, matchers, start, end)
+    }
+
+    /// Writes a block under a temporary name, then renames it into place and
+    /// syncs the directory: a block is either complete or absent.
+    fn publish_block(
+        &self,
+        series: &[(u64, Labels)],
+        samples: &mut [(u64, i64, f64)],
+        suffix: &str,
+    ) -> Result<(BlockMeta, std::path::PathBuf), StoreError> {
+        let blocks = self.dir.join("blocks");
+        let tmp = blocks.join(format!(".tmp{suffix}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        let meta = block::write_block(&tmp, series, samples, block::Encodings::default())?;
+        let final_dir = blocks.join(format!(
+            "{:020}-{:020}{suffix}",
+            meta.min_time, meta.max_time
+        ));
+        let io = |source| BlockError::Io {
+            path: final_dir.clone(),
+            source,
+        };
+        std::fs::rename(&tmp, &final_dir).map_err(io)?;
+        std::fs::File::open(&blocks)
+            .and_then(|d| d.sync_all())
+            .map_err(io)?;
+        Ok((meta, final_dir))
     }
 
     /// Merges runs of adjacent small blocks whose combined span stays within
@@ -400,19 +415,7 @@ impl Store {
         }
         samples.sort_by_key(|s| (s.0, s.1));
         samples.dedup_by_key(|s| (s.0, s.1));
-        let blocks = self.dir.join("blocks");
-        let tmp = blocks.join(format!(".tmp-compact-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&tmp);
-        let meta = block::write_block(&tmp, &series, &mut samples, block::Encodings::default())?;
-        let final_dir = blocks.join(format!("{:020}-{:020}c", meta.min_time, meta.max_time));
-        let io = |source| BlockError::Io {
-            path: final_dir.clone(),
-            source,
-        };
-        std::fs::rename(&tmp, &final_dir).map_err(io)?;
-        std::fs::File::open(&blocks)
-            .and_then(|d| d.sync_all())
-            .map_err(io)?;
+        let (meta, final_dir) = self.publish_block(&series, &mut samples, "c")?;
         for (dir, _) in inputs {
             if *dir != final_dir {
                 std::fs::remove_dir_all(dir).map_err(|source| BlockError::Io {

@@ -207,36 +207,48 @@ fn write_parquet(
     Ok(())
 }
 
-/// Reads a block's series table: (id, labels).
-pub fn read_series(dir: &Path) -> Result<Vec<(u64, Labels)>, BlockError> {
+/// All record batches of one Parquet file of a block.
+fn batches(path: &Path) -> Result<Vec<RecordBatch>, BlockError> {
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-    let path = dir.join("series.parquet");
     let pq = |source| BlockError::Parquet {
-        path: path.clone(),
+        path: path.to_path_buf(),
         source,
     };
-    let file = std::fs::File::open(&path).map_err(|source| BlockError::Io {
-        path: path.clone(),
+    let file = std::fs::File::open(path).map_err(|source| BlockError::Io {
+        path: path.to_path_buf(),
         source,
     })?;
     let reader = ParquetRecordBatchReaderBuilder::try_new(file)
         .map_err(pq)?
         .build()
         .map_err(pq)?;
+    reader
+        .map(|b| {
+            b.map_err(|source| BlockError::Arrow {
+                path: path.to_path_buf(),
+                source,
+            })
+        })
+        .collect()
+}
+
+fn bad_columns(path: &Path) -> BlockError {
+    BlockError::Io {
+        path: path.to_path_buf(),
+        source: std::io::Error::other("unexpected column types"),
+    }
+}
+
+/// Reads a block's series table: (id, labels).
+pub fn read_series(dir: &Path) -> Result<Vec<(u64, Labels)>, BlockError> {
+    let path = dir.join("series.parquet");
     let mut out = Vec::new();
-    for batch in reader {
-        let batch = batch.map_err(|source| BlockError::Arrow {
-            path: path.clone(),
-            source,
-        })?;
+    for batch in batches(&path)? {
         let (Some(ids), Some(labels)) = (
             batch.column(0).as_any().downcast_ref::<UInt64Array>(),
             batch.column(2).as_any().downcast_ref::<StringArray>(),
         ) else {
-            return Err(BlockError::Io {
-                path: path.clone(),
-                source: std::io::Error::other("unexpected column types"),
-            });
+            return Err(bad_columns(&path));
         };
         for i in 0..batch.num_rows() {
             let l: Labels = serde_json::from_str(labels.value(i)).map_err(|e| BlockError::Io {
@@ -251,35 +263,15 @@ pub fn read_series(dir: &Path) -> Result<Vec<(u64, Labels)>, BlockError> {
 
 /// Reads a block's samples back (for verification and the read path).
 pub fn read_samples(dir: &Path) -> Result<Vec<(u64, i64, f64)>, BlockError> {
-    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     let path = dir.join("samples.parquet");
-    let pq = |source| BlockError::Parquet {
-        path: path.clone(),
-        source,
-    };
-    let file = std::fs::File::open(&path).map_err(|source| BlockError::Io {
-        path: path.clone(),
-        source,
-    })?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-        .map_err(pq)?
-        .build()
-        .map_err(pq)?;
     let mut out = Vec::new();
-    for batch in reader {
-        let batch = batch.map_err(|source| BlockError::Arrow {
-            path: path.clone(),
-            source,
-        })?;
+    for batch in batches(&path)? {
         let (Some(ids), Some(ts), Some(vs)) = (
             batch.column(0).as_any().downcast_ref::<UInt64Array>(),
             batch.column(1).as_any().downcast_ref::<Int64Array>(),
             batch.column(2).as_any().downcast_ref::<Float64Array>(),
         ) else {
-            return Err(BlockError::Io {
-                path: path.clone(),
-                source: std::io::Error::other("unexpected column types"),
-            });
+            return Err(bad_columns(&path));
         };
         for i in 0..batch.num_rows() {
             out.push((ids.value(i), ts.value(i), vs.value(i)));
