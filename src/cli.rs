@@ -56,13 +56,27 @@ pub enum Command {
     CheckConfig { file: PathBuf },
     /// Validate rule files. Not built yet.
     CheckRules { files: Vec<PathBuf> },
-    /// Import OpenMetrics backfill or legacy zmstat CSV. Not built yet.
-    Import,
+    /// Import OpenMetrics backfill (legacy zmstat CSV: not built yet).
+    #[command(subcommand)]
+    Import(ImportCommand),
     /// Export the built-in dashboards for Grafana. Not built yet.
     Dashboards,
     /// Inspection and test tools for the storage internals.
     #[command(hide = true, subcommand)]
     Debug(DebugCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ImportCommand {
+    /// Load an OpenMetrics file with timestamps (as `promtool tsdb create-blocks-from openmetrics` takes) into 2 h blocks. The collector must not be running on DIR.
+    Openmetrics {
+        file: PathBuf,
+        /// Data directory to write the blocks into.
+        #[arg(long, default_value = "data")]
+        data: PathBuf,
+    },
+    /// Legacy Carbonio Logger zmstat CSV files. Not built yet.
+    Zmstat,
 }
 
 #[derive(Subcommand, Debug)]

@@ -83,7 +83,10 @@ fn run(cli: Cli) -> Result<()> {
         Command::Query => not_built("query", 6),
         Command::CheckConfig { file } => check_config(&file),
         Command::CheckRules { .. } => not_built("check-rules", 7),
-        Command::Import => not_built("import", 10),
+        Command::Import(cli::ImportCommand::Openmetrics { file, data }) => {
+            import_openmetrics(&file, &data)
+        }
+        Command::Import(cli::ImportCommand::Zmstat) => not_built("import zmstat", 10),
         Command::Dashboards => not_built("dashboards export", 8),
         Command::Debug(cmd) => debug(cmd),
     }
@@ -477,4 +480,29 @@ fn maintain(store: &carbonio_collector::store::Store, storage: &StorageOptions) 
     if let Err(e) = store.apply_retention(now, max_age, storage.retention_size) {
         tracing::error!(error = %e, "retention failed");
     }
+}
+
+fn import_openmetrics(file: &std::path::Path, data: &std::path::Path) -> Result<()> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let (store, _) = carbonio_collector::store::Store::open(data)?;
+    let bar = indicatif::ProgressBar::new(text.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let report = carbonio_collector::import::import_openmetrics(&store, &text, |n| {
+        bar.set_position(n as u64)
+    })
+    .with_context(|| format!("importing {}", file.display()))?;
+    bar.finish_and_clear();
+    let bytes: u64 = report.blocks.iter().map(|b| b.bytes).sum();
+    println!(
+        "imported {} samples of {} series into {} blocks ({:.2} bytes per sample)",
+        report.samples,
+        report.series,
+        report.blocks.len(),
+        bytes as f64 / report.samples.max(1) as f64
+    );
+    Ok(())
 }

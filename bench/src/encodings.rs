@@ -46,17 +46,13 @@ pub fn run(binary: &Path, scrapes: usize) -> Result<()> {
                 let Event::Sample(s) = ev.context("parsing our own exporter")? else {
                     continue;
                 };
-                let mut labels: Labels = s
-                    .labels
-                    .into_iter()
-                    .map(|(k, v)| (k.to_string(), v))
-                    .collect();
-                labels.insert("__name__".into(), s.name.to_string());
+                let value = s.value;
+                let mut labels = s.into_labels();
                 labels.insert("job".into(), kind.into());
                 labels.insert("instance".into(), "mail1.example.com:9100".into());
                 let next = series.len() as u64 + 1;
                 let id = *series.entry(labels).or_insert(next);
-                samples.push((id, ts, s.value));
+                samples.push((id, ts, value));
             }
             std::thread::sleep(Duration::from_millis(200));
         }

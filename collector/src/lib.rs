@@ -12,6 +12,7 @@
 pub mod config;
 pub mod discovery;
 pub mod duration;
+pub mod import;
 pub mod relabel;
 pub mod runner;
 pub mod scrape;

@@ -336,6 +336,37 @@ impl Store {
         select_in(&self.dir, &head, matchers, start, end)
     }
 
+    /// Writes samples that never went through the WAL (a backfill) straight
+    /// into blocks, one per `window_ms` of time.
+    pub fn write_blocks(
+        &self,
+        series: &[(u64, Labels)],
+        samples: Vec<(u64, i64, f64)>,
+        window_ms: i64,
+    ) -> Result<Vec<BlockMeta>, StoreError> {
+        let mut windows: std::collections::BTreeMap<i64, Vec<(u64, i64, f64)>> =
+            std::collections::BTreeMap::new();
+        for s in samples {
+            windows
+                .entry(s.1.div_euclid(window_ms.max(1)))
+                .or_default()
+                .push(s);
+        }
+        let by_id: std::collections::HashMap<u64, &Labels> =
+            series.iter().map(|(id, l)| (*id, l)).collect();
+        let mut metas = Vec::new();
+        for (_, mut window) in windows {
+            let ids: std::collections::BTreeSet<u64> = window.iter().map(|s| s.0).collect();
+            let present: Vec<(u64, Labels)> = ids
+                .into_iter()
+                .filter_map(|id| by_id.get(&id).map(|l| (id, (*l).clone())))
+                .collect();
+            let (meta, _) = self.publish_block(&present, &mut window, "i")?;
+            metas.push(meta);
+        }
+        Ok(metas)
+    }
+
     /// Writes a block under a temporary name, then renames it into place and
     /// syncs the directory: a block is either complete or absent.
     fn publish_block(

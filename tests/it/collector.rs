@@ -195,3 +195,73 @@ fn reload_on_file_change_and_sighup_keeps_a_good_config_running() {
 fn collector_pid(svc: &crate::harness::Service) -> u32 {
     svc.pid().expect("collector is running")
 }
+
+/// The same OpenMetrics backfill file is accepted by promtool and by our importer.
+#[test]
+fn import_openmetrics_like_promtool() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("backfill.om");
+    let mut om = String::from("# HELP mta_queue_messages Messages in the Postfix queue.\n# TYPE mta_queue_messages gauge\n");
+    for queue in ["active", "deferred", "hold"] {
+        for i in 0..500 {
+            om.push_str(&format!(
+                "mta_queue_messages{{queue=\"{queue}\",instance=\"mta1\"}} {} {}\n",
+                i % 17,
+                1_700_000_000 + i * 30
+            ));
+        }
+    }
+    om.push_str("# EOF\n");
+    std::fs::write(&file, &om).unwrap();
+
+    let promtool = crate::harness::require("promtool", "prometheus");
+    let theirs = Command::new(promtool)
+        .args(["tsdb", "create-blocks-from", "openmetrics"])
+        .arg(&file)
+        .arg(dir.path().join("prom"))
+        .output()
+        .unwrap();
+    assert!(
+        theirs.status.success(),
+        "promtool: {}",
+        String::from_utf8_lossy(&theirs.stderr)
+    );
+
+    let data = dir.path().join("data");
+    let ours = Command::new(OURS)
+        .args(["import", "openmetrics"])
+        .arg(&file)
+        .arg("--data")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        ours.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ours.stderr)
+    );
+    let out = String::from_utf8_lossy(&ours.stdout);
+    assert!(out.contains("imported 1500 samples of 3 series"), "{out}");
+    let (series, _) = dump(&data);
+    assert_eq!(series.len(), 3);
+    assert!(series.iter().all(|(_, n)| *n == 500));
+
+    // A sample without a timestamp is refused with its line; nothing is written.
+    let bad = dir.path().join("bad.om");
+    std::fs::write(&bad, "a 1 1700000000\na 2\n# EOF\n").unwrap();
+    let data2 = dir.path().join("data2");
+    let out = Command::new(OURS)
+        .args(["import", "openmetrics"])
+        .arg(&bad)
+        .arg("--data")
+        .arg(&data2)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("line 2"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!data2.join("blocks").exists());
+}

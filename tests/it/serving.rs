@@ -186,7 +186,12 @@ fn malformed_web_configs_are_clear_errors() {
 
 #[test]
 fn unbuilt_subcommands_say_so_and_fail() {
-    for args in [&["run"][..], &["query"], &["import"], &["dashboards"]] {
+    for args in [
+        &["run"][..],
+        &["query"],
+        &["import", "zmstat"],
+        &["dashboards"],
+    ] {
         let (ok, err) = run_ours(args);
         assert!(!ok, "{args:?} succeeded");
         assert!(err.contains("not built yet"), "{args:?}: {err}");

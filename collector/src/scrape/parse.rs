@@ -52,6 +52,21 @@ pub struct Sample<'a> {
     pub timestamp_ms: Option<i64>,
 }
 
+impl Sample<'_> {
+    /// The sample's label set as the store keys it: `__name__` included, and
+    /// empty values dropped (Prometheus treats them as absent).
+    pub fn into_labels(self) -> crate::relabel::Labels {
+        let mut labels: crate::relabel::Labels = self
+            .labels
+            .into_iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        labels.insert("__name__".into(), self.name.to_string());
+        labels
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event<'a> {
     Help {

@@ -257,13 +257,9 @@ pub fn process(
         match event.map_err(|e| e.to_string())? {
             Event::Sample(s) => {
                 scraped += 1;
-                let mut labels: Labels = s
-                    .labels
-                    .into_iter()
-                    .filter(|(_, v)| !v.is_empty())
-                    .map(|(k, v)| (k.to_string(), v))
-                    .collect();
-                labels.insert("__name__".into(), s.name.to_string());
+                let value = s.value;
+                let timestamp_ms = s.timestamp_ms;
+                let mut labels = s.into_labels();
                 for (k, v) in &target_labels {
                     if job.config.honor_labels {
                         labels.entry(k.clone()).or_insert_with(|| v.clone());
@@ -278,13 +274,13 @@ pub fn process(
                     continue;
                 }
                 labels.retain(|_, v| !v.is_empty());
-                let timestamp_ms = match (job.config.honor_timestamps, s.timestamp_ms) {
+                let timestamp_ms = match (job.config.honor_timestamps, timestamp_ms) {
                     (true, Some(t)) => t,
                     _ => now_ms,
                 };
                 samples.push(Sample {
                     labels,
-                    value: s.value,
+                    value,
                     timestamp_ms,
                 });
             }
