@@ -33,23 +33,7 @@ pub enum Command {
         kind: ExporterKind,
     },
     /// Collector role: scrapes the configured targets into the WAL-backed store (syslog and tailing not built yet).
-    Collector {
-        /// Configuration file (Prometheus-format global and scrape_configs).
-        #[arg(long)]
-        config: PathBuf,
-        /// Data directory (the WAL lives in DIR/wal, blocks in DIR/blocks).
-        #[arg(long, default_value = "data")]
-        data: PathBuf,
-        /// How often the in-memory head is written out as a Parquet block.
-        #[arg(long = "storage.flush-interval", default_value = "2h", value_parser = parse_duration)]
-        flush_interval: std::time::Duration,
-        /// Blocks entirely older than this are deleted (Prometheus's default: 15d).
-        #[arg(long = "storage.retention.time", default_value = "15d", value_parser = parse_duration)]
-        retention_time: std::time::Duration,
-        /// Oldest blocks are deleted while all blocks exceed this size (e.g. 20GB; 0 = no limit).
-        #[arg(long = "storage.retention.size", default_value = "0", value_parser = parse_size)]
-        retention_size: u64,
-    },
+    Collector(CollectorArgs),
     /// Query role (PromQL/HTTP API, log search, SQL, UI). Not built yet.
     Query,
     /// Validate a configuration file (the global and scrape_configs sections, relabeling, referenced files).
@@ -596,4 +580,29 @@ mod tests {
         };
         assert!(args.to_config().is_err());
     }
+}
+
+#[derive(Args, Debug)]
+pub struct CollectorArgs {
+    /// Configuration file (Prometheus-format global and scrape_configs).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Data directory (the WAL lives in DIR/wal, blocks in DIR/blocks).
+    #[arg(long, default_value = "data")]
+    pub data: PathBuf,
+    /// Address for health, reload, self-metrics and /api/v1/targets.
+    #[arg(long = "web.listen-address", default_value = "127.0.0.1:9097")]
+    pub listen: String,
+    /// Allow reloading the configuration with POST /-/reload (as Prometheus's flag).
+    #[arg(long = "web.enable-lifecycle")]
+    pub enable_lifecycle: bool,
+    /// How often the in-memory head is written out as a Parquet block.
+    #[arg(long = "storage.flush-interval", default_value = "2h", value_parser = parse_duration)]
+    pub flush_interval: std::time::Duration,
+    /// Blocks entirely older than this are deleted (Prometheus's default: 15d).
+    #[arg(long = "storage.retention.time", default_value = "15d", value_parser = parse_duration)]
+    pub retention_time: std::time::Duration,
+    /// Oldest blocks are deleted while all blocks exceed this size (e.g. 20GB; 0 = no limit).
+    #[arg(long = "storage.retention.size", default_value = "0", value_parser = parse_size)]
+    pub retention_size: u64,
 }

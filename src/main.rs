@@ -65,21 +65,7 @@ fn run(cli: Cli) -> Result<()> {
             ExporterKind::Postgres(args) => run_postgres(args),
         },
         Command::Run => not_built("run (collector + query + UI in one process)", 4),
-        Command::Collector {
-            config,
-            data,
-            flush_interval,
-            retention_time,
-            retention_size,
-        } => run_collector(
-            &config,
-            &data,
-            StorageOptions {
-                flush_interval,
-                retention_time,
-                retention_size,
-            },
-        ),
+        Command::Collector(args) => run_collector(args),
         Command::Query => not_built("query", 6),
         Command::CheckConfig { file } => check_config(&file),
         Command::CheckRules { .. } => not_built("check-rules", 7),
@@ -268,6 +254,7 @@ fn debug(cmd: cli::DebugCommand) -> Result<()> {
             Ok(())
         }
         DebugCommand::HeadDump { data } => {
+            use carbonio_collector::store::MetricRead;
             let snapshot = carbonio_collector::store::Snapshot::open(&data)?;
             let report = snapshot.report.clone();
             let mut out = std::io::stdout().lock();
@@ -315,109 +302,54 @@ fn debug(cmd: cli::DebugCommand) -> Result<()> {
     }
 }
 
-/// Storage settings of the collector role.
-struct StorageOptions {
-    flush_interval: std::time::Duration,
-    retention_time: std::time::Duration,
-    retention_size: u64,
-}
-
-fn run_collector(
-    config: &std::path::Path,
-    data: &std::path::Path,
-    storage: StorageOptions,
-) -> Result<()> {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    let (_, jobs) = carbonio_collector::config::Config::load(config)?;
-    let (store, report) = carbonio_collector::store::Store::open(data)?;
+fn run_collector(args: cli::CollectorArgs) -> Result<()> {
+    use carbonio_collector::service::{Collector, Options};
+    let (collector, report) = Collector::start(Options {
+        config: args.config.clone(),
+        data: args.data.clone(),
+        flush_interval: args.flush_interval,
+        retention_time: args.retention_time,
+        retention_size: args.retention_size,
+    })?;
     tracing::info!(
         records = report.wal.records,
         damaged_segments = report.wal.damaged.len(),
-        series = store.with_head(|h| h.series_count()),
+        damaged_blocks = report.damaged_blocks.len(),
+        series = collector.store().with_head(|h| h.series_count()),
         "WAL replayed"
     );
-    let store = Arc::new(store);
-    let stop_all = Arc::new(AtomicBool::new(false));
-    let maintenance = {
-        let (store, stop) = (store.clone(), stop_all.clone());
-        std::thread::spawn(move || {
-            let mut last = std::time::Instant::now();
-            while !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(std::time::Duration::from_millis(100));
-                if last.elapsed() < storage.flush_interval {
-                    continue;
-                }
-                last = std::time::Instant::now();
-                maintain(&store, &storage);
-            }
-        })
-    };
-    let events = control_events(config, stop_all.clone())?;
-    let mut generation = Generation::start(&jobs, &store);
-    tracing::info!(targets = generation.handles.len(), "collector started");
-    while let Ok(event) = events.rx.recv() {
-        let Some(why) = event else { break };
-        // A bad new configuration is rejected; the running one stays.
-        match carbonio_collector::config::Config::load(config) {
-            Ok((_, jobs)) => {
-                // The old scrape loops finish their scrape in flight before the new ones start.
-                generation.stop();
-                generation = Generation::start(&jobs, &store);
-                tracing::info!(
-                    reason = why,
-                    targets = generation.handles.len(),
-                    "configuration reloaded"
-                );
-            }
-            Err(e) => {
-                tracing::error!(reason = why, error = %error_chain(&e.into()), "configuration reload rejected; keeping the running configuration")
-            }
+    let rt = runtime()?;
+    let (tx, rx) = std::sync::mpsc::channel::<Option<&'static str>>();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind(&args.listen))
+        .with_context(|| format!("listening on {}", args.listen))?;
+    tracing::info!(address = %args.listen, "collector listening");
+    let served =
+        carbonio_collector::http::serve(listener, collector.clone(), args.enable_lifecycle);
+    rt.spawn(async move {
+        if let Err(e) = served.await {
+            tracing::error!(error = %e, "HTTP listener failed");
         }
+    });
+    spawn_signal_events(&rt, tx.clone())?;
+    let stop_watch = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    watch_file(&args.config, tx, stop_watch.clone());
+    tracing::info!(targets = collector.targets().len(), "collector started");
+    while let Ok(Some(reason)) = rx.recv() {
+        // Errors are logged and counted by reload; the running configuration stays.
+        let _ = collector.reload(reason);
     }
-    generation.stop();
-    stop_all.store(true, Ordering::Relaxed);
-    let _ = maintenance.join();
-    drop(events);
+    stop_watch.store(true, std::sync::atomic::Ordering::Relaxed);
+    collector.shutdown();
     Ok(())
 }
 
-/// The scrape loops of one configuration.
-struct Generation {
-    stop: Arc<std::sync::atomic::AtomicBool>,
-    handles: Vec<std::thread::JoinHandle<()>>,
-}
-
-impl Generation {
-    fn start(
-        jobs: &[carbonio_collector::config::Job],
-        store: &Arc<carbonio_collector::store::Store>,
-    ) -> Self {
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let handles = carbonio_collector::runner::start(jobs, store.clone(), stop.clone());
-        Generation { stop, handles }
-    }
-
-    fn stop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        for h in self.handles.drain(..) {
-            let _ = h.join();
-        }
-    }
-}
-
-/// Reload requests (`Some(reason)`: SIGHUP, file changed) and the shutdown (`None`).
-struct ControlEvents {
-    rx: std::sync::mpsc::Receiver<Option<&'static str>>,
-    _runtime: tokio::runtime::Runtime,
-}
-
-fn control_events(
-    config: &std::path::Path,
-    stop: Arc<std::sync::atomic::AtomicBool>,
-) -> Result<ControlEvents> {
+/// Sends `Some("SIGHUP")` on each SIGHUP and `None` on SIGTERM or Ctrl-C.
+fn spawn_signal_events(
+    rt: &tokio::runtime::Runtime,
+    tx: std::sync::mpsc::Sender<Option<&'static str>>,
+) -> Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
-    let (tx, rx) = std::sync::mpsc::channel();
-    let rt = runtime()?;
     let mut hup = {
         let _entered = rt.enter();
         signal(SignalKind::hangup()).context("listening for SIGHUP")?
@@ -430,13 +362,21 @@ fn control_events(
             }
         }
     });
-    let shutdown_tx = tx.clone();
     rt.spawn(async move {
         shutdown_signal().await;
-        let _ = shutdown_tx.send(None);
+        let _ = tx.send(None);
     });
-    // The file is polled: cheap, and it also sees edits made through a symlink swap.
-    let path = config.to_path_buf();
+    Ok(())
+}
+
+/// Sends a reload request when the file changes. Polled: cheap, and it also
+/// sees edits made through a symlink swap.
+fn watch_file(
+    path: &std::path::Path,
+    tx: std::sync::mpsc::Sender<Option<&'static str>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) {
+    let path = path.to_path_buf();
     std::thread::spawn(move || {
         let stamp = |p: &std::path::Path| {
             std::fs::metadata(p)
@@ -455,31 +395,6 @@ fn control_events(
             }
         }
     });
-    Ok(ControlEvents { rx, _runtime: rt })
-}
-
-/// Flush the head to a block, merge small blocks up to a day, apply retention.
-fn maintain(store: &carbonio_collector::store::Store, storage: &StorageOptions) {
-    match store.flush() {
-        Ok(Some(meta)) => tracing::info!(
-            samples = meta.samples,
-            series = meta.series,
-            bytes_per_sample = meta.bytes_per_sample(),
-            "head flushed to a block"
-        ),
-        Ok(None) => {}
-        Err(e) => tracing::error!(error = %e, "flushing the head failed; data stays in the WAL"),
-    }
-    if let Err(e) = store.compact(24 * 3600 * 1000) {
-        tracing::error!(error = %e, "compaction failed");
-    }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
-    let max_age = storage.retention_time.as_millis() as i64;
-    if let Err(e) = store.apply_retention(now, max_age, storage.retention_size) {
-        tracing::error!(error = %e, "retention failed");
-    }
 }
 
 fn import_openmetrics(file: &std::path::Path, data: &std::path::Path) -> Result<()> {

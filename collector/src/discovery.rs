@@ -129,9 +129,18 @@ pub fn format_duration(d: Duration) -> String {
     out
 }
 
+/// Target groups last read successfully from each SD file.
+pub type SdCache = BTreeMap<PathBuf, Vec<TargetGroup>>;
+
 /// All targets of a job from its static configs and SD files; SD file errors
 /// are returned beside the targets (a bad file does not hide the others).
 pub fn targets(job: &Job) -> (Vec<Target>, Vec<DiscoveryError>) {
+    targets_cached(job, &mut SdCache::new())
+}
+
+/// Like `targets`, but a file that cannot be read or parsed keeps the
+/// targets it had at its last good read, as Prometheus does.
+pub fn targets_cached(job: &Job, cache: &mut SdCache) -> (Vec<Target>, Vec<DiscoveryError>) {
     let mut out = Vec::new();
     let mut errors = Vec::new();
     let mut groups: Vec<(TargetGroup, Option<String>)> = job
@@ -151,13 +160,20 @@ pub fn targets(job: &Job) -> (Vec<Target>, Vec<DiscoveryError>) {
     for sd in &job.config.file_sd_configs {
         for pattern in &sd.files {
             for file in expand_pattern(pattern) {
-                match read_file_sd(&file) {
-                    Ok(gs) => groups.extend(
-                        gs.into_iter()
-                            .map(|g| (g, Some(file.display().to_string()))),
-                    ),
-                    Err(e) => errors.push(e),
-                }
+                let read = match read_file_sd(&file) {
+                    Ok(gs) => {
+                        cache.insert(file.clone(), gs.clone());
+                        gs
+                    }
+                    Err(e) => {
+                        errors.push(e);
+                        cache.get(&file).cloned().unwrap_or_default()
+                    }
+                };
+                groups.extend(
+                    read.into_iter()
+                        .map(|g| (g, Some(file.display().to_string()))),
+                );
             }
         }
     }

@@ -96,6 +96,7 @@ fn yields_event(line: &str) -> bool {
 mod tests {
     use super::*;
     use crate::store::head::Matcher;
+    use crate::store::MetricRead;
 
     #[test]
     fn backfill_into_two_hour_blocks() {

@@ -12,10 +12,13 @@
 pub mod config;
 pub mod discovery;
 pub mod duration;
+pub mod http;
 pub mod import;
+pub mod manager;
 pub mod relabel;
-pub mod runner;
 pub mod scrape;
+pub mod selfmetrics;
+pub mod service;
 pub mod store;
 
 /// Names the issue that builds a part not available in this version.

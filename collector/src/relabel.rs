@@ -9,6 +9,15 @@ use std::collections::BTreeMap;
 
 pub type Labels = BTreeMap<String, String>;
 
+/// A label set from literal pairs (tests).
+#[cfg(test)]
+pub fn labels_of(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
@@ -204,12 +213,7 @@ mod tests {
         cfgs.iter().map(|c| c.compile().unwrap()).collect()
     }
 
-    fn labels(pairs: &[(&str, &str)]) -> Labels {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::relabel::labels_of as labels;
 
     #[test]
     fn carbonio_mesh_node_names_to_fqdn() {

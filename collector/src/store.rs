@@ -9,7 +9,7 @@ pub mod wal;
 use crate::relabel::Labels;
 use block::{BlockError, BlockMeta};
 use head::{Head, Matcher};
-use record::Record;
+use record::{MetricMeta, Record};
 use std::path::Path;
 use std::sync::RwLock;
 use wal::{ReplayReport, Wal, WalError};
@@ -86,6 +86,113 @@ fn select_in(
         .collect())
 }
 
+/// Label sets of the series matching `matchers` with data in [start, end]:
+/// from the series tables of blocks overlapping the range, and the head.
+fn series_in(
+    dir: &Path,
+    head: &Head,
+    matchers: &[Matcher],
+    start: i64,
+    end: i64,
+) -> Result<Vec<Labels>, StoreError> {
+    let mut out: std::collections::BTreeSet<Labels> = head
+        .series_in_range(matchers, start, end)
+        .into_iter()
+        .collect();
+    for dir in list_blocks(dir)? {
+        let Some(meta) = read_meta(&dir) else {
+            continue;
+        };
+        if meta.max_time < start || meta.min_time > end {
+            continue;
+        }
+        match block::read_series(&dir) {
+            Ok(series) => out.extend(
+                series
+                    .into_iter()
+                    .map(|(_, l)| l)
+                    .filter(|l| matchers.iter().all(|m| m.matches(l))),
+            ),
+            Err(e) => tracing::error!(error = %e, "unreadable block skipped"),
+        }
+    }
+    Ok(out.into_iter().collect())
+}
+
+/// The read API shared by the live store and read-only snapshots.
+pub trait MetricRead {
+    /// Series matching `matchers` with their samples in [start, end], from
+    /// blocks and head merged in time order, duplicate timestamps removed.
+    fn select(
+        &self,
+        matchers: &[Matcher],
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<head::Selected>, StoreError>;
+
+    /// Label sets of the series matching `matchers` with data in [start, end].
+    fn series(&self, matchers: &[Matcher], start: i64, end: i64)
+        -> Result<Vec<Labels>, StoreError>;
+
+    /// Metadata of every metric family seen by a scrape.
+    fn metadata(
+        &self,
+    ) -> std::collections::BTreeMap<String, std::collections::BTreeSet<MetricMeta>>;
+
+    /// Label names present on the matching series, sorted.
+    fn label_names(
+        &self,
+        matchers: &[Matcher],
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let names: std::collections::BTreeSet<String> = self
+            .series(matchers, start, end)?
+            .into_iter()
+            .flat_map(|l| l.into_keys())
+            .collect();
+        Ok(names.into_iter().collect())
+    }
+
+    /// Values of label `name` on the matching series, sorted.
+    fn label_values(
+        &self,
+        name: &str,
+        matchers: &[Matcher],
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let values: std::collections::BTreeSet<String> = self
+            .series(matchers, start, end)?
+            .into_iter()
+            .filter_map(|mut l| l.remove(name))
+            .collect();
+        Ok(values.into_iter().collect())
+    }
+}
+
+/// Moves blocks that fail verification to `DIR/damaged/`, so they are kept
+/// for inspection but never read; returns where they went.
+fn set_aside_damaged_blocks(dir: &Path) -> Result<Vec<std::path::PathBuf>, StoreError> {
+    let mut moved = Vec::new();
+    for block_dir in list_blocks(dir)? {
+        let Err(e) = block::verify(&block_dir) else {
+            continue;
+        };
+        let damaged = dir.join("damaged");
+        let target = damaged.join(block_dir.file_name().unwrap_or_default());
+        let io = |source| BlockError::Io {
+            path: target.clone(),
+            source,
+        };
+        std::fs::create_dir_all(&damaged).map_err(io)?;
+        std::fs::rename(&block_dir, &target).map_err(io)?;
+        tracing::error!(error = %e, moved_to = %target.display(), "damaged block set aside");
+        moved.push(target);
+    }
+    Ok(moved)
+}
+
 /// Block directories under `DIR/blocks`, oldest first; unfinished `.tmp` ones left out.
 fn list_blocks(dir: &Path) -> Result<Vec<std::path::PathBuf>, StoreError> {
     let dir = dir.join("blocks");
@@ -132,8 +239,10 @@ impl Snapshot {
             report,
         })
     }
+}
 
-    pub fn select(
+impl MetricRead for Snapshot {
+    fn select(
         &self,
         matchers: &[Matcher],
         start: i64,
@@ -141,11 +250,29 @@ impl Snapshot {
     ) -> Result<Vec<head::Selected>, StoreError> {
         select_in(&self.dir, &self.head, matchers, start, end)
     }
+
+    fn series(
+        &self,
+        matchers: &[Matcher],
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<Labels>, StoreError> {
+        series_in(&self.dir, &self.head, matchers, start, end)
+    }
+
+    fn metadata(
+        &self,
+    ) -> std::collections::BTreeMap<String, std::collections::BTreeSet<MetricMeta>> {
+        self.head.metadata().clone()
+    }
 }
 
 fn apply_record(head: &mut Head, report: &mut OpenReport, bytes: &[u8]) {
     match Record::decode(bytes) {
         Ok(Record::Series { id, labels }) => head.add_series(id, labels),
+        Ok(Record::Metadata { metric, meta }) => {
+            head.add_metadata(&metric, &meta);
+        }
         Ok(Record::Samples(samples)) => {
             for (id, ts, v) in samples {
                 if !head.append(id, ts, v) {
@@ -209,9 +336,18 @@ pub struct Store {
     _lock: std::fs::File,
 }
 
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct BlockStats {
+    pub blocks: usize,
+    pub bytes: u64,
+    pub samples: u64,
+}
+
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct OpenReport {
     pub wal: ReplayReport,
+    /// Blocks that failed verification, moved to `DIR/damaged/`.
+    pub damaged_blocks: Vec<std::path::PathBuf>,
     pub undecodable_records: usize,
     pub orphan_samples: usize,
 }
@@ -221,7 +357,10 @@ impl Store {
     pub fn open(dir: &Path) -> Result<(Store, OpenReport), StoreError> {
         let lock = lock_dir(dir)?;
         let mut head = Head::default();
-        let mut report = OpenReport::default();
+        let mut report = OpenReport {
+            damaged_blocks: set_aside_damaged_blocks(dir)?,
+            ..OpenReport::default()
+        };
         let (wal, wal_report) = Wal::open(&dir.join("wal"), wal::DEFAULT_SEGMENT_SIZE, |bytes| {
             apply_record(&mut head, &mut report, bytes)
         })?;
@@ -299,7 +438,7 @@ impl Store {
             let mut head = self.head.write().unwrap_or_else(|p| p.into_inner());
             // Re-declare every series at the start of the new segment, so the
             // older segments can go once the block is durable.
-            let declared: Vec<Vec<u8>> = head
+            let mut declared: Vec<Vec<u8>> = head
                 .series_ids()
                 .into_iter()
                 .map(|(id, labels)| {
@@ -308,6 +447,9 @@ impl Store {
                     b
                 })
                 .collect();
+            for (metric, metas) in head.metadata() {
+                declared.extend(metas.iter().map(|meta| metadata_record(metric, meta)));
+            }
             let refs: Vec<&[u8]> = declared.iter().map(Vec::as_slice).collect();
             if !refs.is_empty() {
                 self.wal.append(&refs)?;
@@ -323,17 +465,36 @@ impl Store {
         Ok(Some(meta))
     }
 
-    /// Series matching `matchers` with samples in [start, end], from the
-    /// blocks overlapping the range (pruned by their time manifest) and the
-    /// head, merged in time order with duplicate timestamps removed.
-    pub fn select(
-        &self,
-        matchers: &[Matcher],
-        start: i64,
-        end: i64,
-    ) -> Result<Vec<head::Selected>, StoreError> {
-        let head = self.head.read().unwrap_or_else(|p| p.into_inner());
-        select_in(&self.dir, &head, matchers, start, end)
+    /// Records what a scrape said about its metric families; only metadata
+    /// not known yet is written to the WAL.
+    pub fn record_metadata(&self, entries: &[(String, MetricMeta)]) -> Result<(), WalError> {
+        let _order = self.append_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let fresh: Vec<&(String, MetricMeta)> = {
+            let head = self.head.read().unwrap_or_else(|p| p.into_inner());
+            entries
+                .iter()
+                .filter(|(metric, meta)| {
+                    !head
+                        .metadata()
+                        .get(metric)
+                        .is_some_and(|known| known.contains(meta))
+                })
+                .collect()
+        };
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        let bufs: Vec<Vec<u8>> = fresh
+            .iter()
+            .map(|(metric, meta)| metadata_record(metric, meta))
+            .collect();
+        let refs: Vec<&[u8]> = bufs.iter().map(Vec::as_slice).collect();
+        self.wal.append(&refs)?;
+        let mut head = self.head.write().unwrap_or_else(|p| p.into_inner());
+        for (metric, meta) in fresh {
+            head.add_metadata(metric, meta);
+        }
+        Ok(())
     }
 
     /// Writes samples that never went through the WAL (a backfill) straight
@@ -501,14 +662,172 @@ impl Store {
         list_blocks(&self.dir)
     }
 
+    /// Totals over the blocks on disk, from their manifests.
+    pub fn block_stats(&self) -> BlockStats {
+        let mut stats = BlockStats::default();
+        for meta in self
+            .blocks()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|d| read_meta(d))
+        {
+            stats.blocks += 1;
+            stats.bytes += meta.bytes;
+            stats.samples += meta.samples as u64;
+        }
+        stats
+    }
+
+    /// Bytes of the WAL segments on disk.
+    pub fn wal_bytes(&self) -> u64 {
+        std::fs::read_dir(self.dir.join("wal"))
+            .map(|rd| {
+                rd.filter_map(|e| e.ok()?.metadata().ok())
+                    .map(|m| m.len())
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+
     pub fn with_head<T>(&self, f: impl FnOnce(&Head) -> T) -> T {
         f(&self.head.read().unwrap_or_else(|p| p.into_inner()))
     }
 }
 
+impl MetricRead for Store {
+    fn select(
+        &self,
+        matchers: &[Matcher],
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<head::Selected>, StoreError> {
+        let head = self.head.read().unwrap_or_else(|p| p.into_inner());
+        select_in(&self.dir, &head, matchers, start, end)
+    }
+
+    fn series(
+        &self,
+        matchers: &[Matcher],
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<Labels>, StoreError> {
+        let head = self.head.read().unwrap_or_else(|p| p.into_inner());
+        series_in(&self.dir, &head, matchers, start, end)
+    }
+
+    fn metadata(
+        &self,
+    ) -> std::collections::BTreeMap<String, std::collections::BTreeSet<MetricMeta>> {
+        self.with_head(|h| h.metadata().clone())
+    }
+}
+
+fn metadata_record(metric: &str, meta: &MetricMeta) -> Vec<u8> {
+    let mut b = Vec::new();
+    Record::Metadata {
+        metric: metric.to_string(),
+        meta: meta.clone(),
+    }
+    .encode(&mut b);
+    b
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::relabel::labels_of as l;
+
+    #[test]
+    fn metadata_survives_reopen_and_flush() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = MetricMeta {
+            kind: "gauge".into(),
+            help: "Queue size.".into(),
+            unit: String::new(),
+        };
+        {
+            let (store, _) = Store::open(dir.path()).unwrap();
+            store
+                .append(&[(l(&[("__name__", "q")]), 1000, 1.0)])
+                .unwrap();
+            store
+                .record_metadata(&[("q".into(), meta.clone())])
+                .unwrap();
+            // Recorded again: nothing new goes to the WAL.
+            let before = store.wal_bytes();
+            store
+                .record_metadata(&[("q".into(), meta.clone())])
+                .unwrap();
+            assert_eq!(store.wal_bytes(), before);
+            // The flush drops the old segments; metadata is re-declared in the new one.
+            store.flush().unwrap().unwrap();
+        }
+        let (store, _) = Store::open(dir.path()).unwrap();
+        assert_eq!(store.metadata()["q"].iter().collect::<Vec<_>>(), [&meta]);
+    }
+
+    #[test]
+    fn labels_from_blocks_and_head_within_the_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(dir.path()).unwrap();
+        let a = l(&[("__name__", "up"), ("job", "node"), ("instance", "mta1")]);
+        let b = l(&[("__name__", "up"), ("job", "ldap"), ("role", "directory")]);
+        store.append(&[(a.clone(), 1000, 1.0)]).unwrap();
+        store.flush().unwrap().unwrap();
+        store.append(&[(b.clone(), 50_000, 1.0)]).unwrap();
+        let all = [Matcher::Equal("__name__".into(), "up".into())];
+        assert_eq!(
+            store.series(&all, 0, 60_000).unwrap(),
+            vec![a.clone(), b.clone()]
+        );
+        assert_eq!(
+            store.label_names(&all, 0, 60_000).unwrap(),
+            ["__name__", "instance", "job", "role"]
+        );
+        assert_eq!(
+            store.label_values("job", &all, 0, 60_000).unwrap(),
+            ["ldap", "node"]
+        );
+        // Only the head series has data after 10 s; the block ends at 1 s.
+        assert_eq!(
+            store.label_values("job", &all, 10_000, 60_000).unwrap(),
+            ["ldap"]
+        );
+        let ldap = [Matcher::Equal("job".into(), "ldap".into())];
+        assert_eq!(
+            store.label_names(&ldap, 0, 60_000).unwrap(),
+            ["__name__", "job", "role"]
+        );
+    }
+
+    #[test]
+    fn damaged_block_is_set_aside_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let block = {
+            let (store, _) = Store::open(dir.path()).unwrap();
+            store
+                .append(&[(l(&[("__name__", "up")]), 1000, 1.0)])
+                .unwrap();
+            store.flush().unwrap().unwrap();
+            list_blocks(dir.path()).unwrap().remove(0)
+        };
+        // A torn samples file (a disk fault, a copy cut short).
+        let samples = block.join("samples.parquet");
+        let len = std::fs::metadata(&samples).unwrap().len();
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&samples)
+            .unwrap();
+        f.set_len(len / 2).unwrap();
+        let (store, report) = Store::open(dir.path()).unwrap();
+        assert_eq!(report.damaged_blocks.len(), 1);
+        assert!(report.damaged_blocks[0].starts_with(dir.path().join("damaged")));
+        assert!(report.damaged_blocks[0].join("samples.parquet").exists());
+        assert!(list_blocks(dir.path()).unwrap().is_empty());
+        let all = [Matcher::NotEqual("__name__".into(), String::new())];
+        assert!(store.select(&all, 0, 10_000).unwrap().is_empty());
+    }
 
     #[test]
     fn appends_survive_reopen() {

@@ -143,6 +143,15 @@ pub type HttpResponse = (u16, Vec<(String, String)>, Vec<u8>);
 
 /// Minimal HTTP/1.1 GET.
 pub fn http_get(url: &str, headers: &[(&str, &str)]) -> Result<HttpResponse, String> {
+    http_request("GET", url, headers)
+}
+
+/// Minimal HTTP/1.1 request without a body.
+pub fn http_request(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+) -> Result<HttpResponse, String> {
     let rest = url.strip_prefix("http://").ok_or("only http:// URLs")?;
     let (host, path) = rest
         .split_once('/')
@@ -152,7 +161,10 @@ pub fn http_get(url: &str, headers: &[(&str, &str)]) -> Result<HttpResponse, Str
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .map_err(|e| e.to_string())?;
-    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    if method != "GET" {
+        req.push_str("Content-Length: 0\r\n");
+    }
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }

@@ -27,6 +27,20 @@ pub enum MetricType {
 }
 
 impl MetricType {
+    /// The name `/api/v1/metadata` reports (`untyped` reads as `unknown`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MetricType::Counter => "counter",
+            MetricType::Gauge => "gauge",
+            MetricType::Histogram => "histogram",
+            MetricType::GaugeHistogram => "gaugehistogram",
+            MetricType::Summary => "summary",
+            MetricType::Info => "info",
+            MetricType::StateSet => "stateset",
+            MetricType::Unknown => "unknown",
+        }
+    }
+
     fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "counter" => MetricType::Counter,

@@ -46,12 +46,41 @@ pub struct ScrapeResult {
     pub samples: Vec<Sample>,
     pub metadata: Vec<Metadata>,
     pub error: Option<String>,
+    pub duration: Duration,
 }
 
 /// What must survive between scrapes of one target.
 #[derive(Debug, Default)]
 pub struct TargetState {
     previous: HashSet<Labels>,
+}
+
+/// The series a scrape always writes besides the scraped ones.
+const SYNTHETIC: [&str; 5] = [
+    "up",
+    "scrape_duration_seconds",
+    "scrape_samples_scraped",
+    "scrape_samples_post_metric_relabeling",
+    "scrape_series_added",
+];
+
+impl TargetState {
+    /// Staleness markers for every series of the last scrape, synthetic ones
+    /// included: what Prometheus writes when a target goes away.
+    pub fn end_of_run(&self, target: &Labels, now_ms: i64) -> Vec<Sample> {
+        let stale = |labels: Labels| Sample {
+            labels,
+            value: f64::from_bits(STALE_NAN_BITS),
+            timestamp_ms: now_ms,
+        };
+        let mut out: Vec<Sample> = self.previous.iter().cloned().map(stale).collect();
+        for name in SYNTHETIC {
+            let mut labels = public_labels(target);
+            labels.insert("__name__".into(), name.into());
+            out.push(stale(labels));
+        }
+        out
+    }
 }
 
 pub struct Scraper {
@@ -102,13 +131,14 @@ impl Scraper {
         }
         state.previous = current;
         let up = if error.is_none() { 1.0 } else { 0.0 };
-        for (name, value) in [
-            ("up", up),
-            ("scrape_duration_seconds", duration.as_secs_f64()),
-            ("scrape_samples_scraped", scraped as f64),
-            ("scrape_samples_post_metric_relabeling", post_relabel as f64),
-            ("scrape_series_added", added as f64),
-        ] {
+        let values = [
+            up,
+            duration.as_secs_f64(),
+            scraped as f64,
+            post_relabel as f64,
+            added as f64,
+        ];
+        for (name, value) in SYNTHETIC.into_iter().zip(values) {
             let mut labels = public_labels(target);
             labels.insert("__name__".into(), name.into());
             samples.push(Sample {
@@ -121,35 +151,13 @@ impl Scraper {
             samples,
             metadata,
             error,
+            duration,
         }
     }
 
     fn fetch(&self, job: &Job, target: &Labels) -> Result<(String, Format), String> {
         let c = &job.config;
-        let get = |k: &str| target.get(k).map(String::as_str).unwrap_or("");
-        let scheme = match get("__scheme__") {
-            "" => match c.scheme {
-                Scheme::Http => "http",
-                Scheme::Https => "https",
-            },
-            s => s,
-        };
-        let params: Vec<String> = target
-            .iter()
-            .filter_map(|(k, v)| {
-                k.strip_prefix("__param_")
-                    .map(|p| format!("{}={}", encode(p), encode(v)))
-            })
-            .collect();
-        let mut url = format!(
-            "{scheme}://{}{}",
-            get("__address__"),
-            get("__metrics_path__")
-        );
-        if !params.is_empty() {
-            url.push('?');
-            url.push_str(&params.join("&"));
-        }
+        let url = scrape_url(job, target);
         let mut req = self
             .agent
             .get(&url)
@@ -216,6 +224,36 @@ impl Scraper {
         let text = String::from_utf8(body).map_err(|_| "body is not UTF-8".to_string())?;
         Ok((text, format))
     }
+}
+
+/// The URL a target is scraped at, from its `__scheme__`, `__address__`,
+/// `__metrics_path__` and `__param_*` labels.
+pub fn scrape_url(job: &Job, target: &Labels) -> String {
+    let get = |k: &str| target.get(k).map(String::as_str).unwrap_or("");
+    let scheme = match get("__scheme__") {
+        "" => match job.config.scheme {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        },
+        s => s,
+    };
+    let params: Vec<String> = target
+        .iter()
+        .filter_map(|(k, v)| {
+            k.strip_prefix("__param_")
+                .map(|p| format!("{}={}", encode(p), encode(v)))
+        })
+        .collect();
+    let mut url = format!(
+        "{scheme}://{}{}",
+        get("__address__"),
+        get("__metrics_path__")
+    );
+    if !params.is_empty() {
+        url.push('?');
+        url.push_str(&params.join("&"));
+    }
+    url
 }
 
 /// The target's labels that series carry (job, instance, static labels).

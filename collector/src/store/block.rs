@@ -207,6 +207,44 @@ fn write_parquet(
     Ok(())
 }
 
+/// Checks that a block is whole: a readable `meta.json` and both Parquet
+/// files with intact footers whose row counts match the manifest.
+pub fn verify(dir: &Path) -> Result<BlockMeta, BlockError> {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let bad = |path: PathBuf, msg: String| BlockError::Io {
+        path,
+        source: std::io::Error::other(msg),
+    };
+    let meta_path = dir.join("meta.json");
+    let meta: BlockMeta = std::fs::read(&meta_path)
+        .map_err(|source| BlockError::Io {
+            path: meta_path.clone(),
+            source,
+        })
+        .and_then(|b| {
+            serde_json::from_slice(&b).map_err(|e| bad(meta_path.clone(), e.to_string()))
+        })?;
+    for (file, expected) in [
+        ("series.parquet", meta.series),
+        ("samples.parquet", meta.samples),
+    ] {
+        let path = dir.join(file);
+        let f = std::fs::File::open(&path).map_err(|source| BlockError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let reader = SerializedFileReader::new(f).map_err(|source| BlockError::Parquet {
+            path: path.clone(),
+            source,
+        })?;
+        let rows = reader.metadata().file_metadata().num_rows();
+        if rows != expected as i64 {
+            return Err(bad(path, format!("{rows} rows, meta.json says {expected}")));
+        }
+    }
+    Ok(meta)
+}
+
 /// All record batches of one Parquet file of a block.
 fn batches(path: &Path) -> Result<Vec<RecordBatch>, BlockError> {
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;

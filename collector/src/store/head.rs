@@ -1,6 +1,7 @@
 //! The in-memory head: every series with its recent samples, and a label
 //! index (name, value) → series ids for selecting by matchers.
 
+use super::record::MetricMeta;
 use crate::relabel::Labels;
 use regex::Regex;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -65,6 +66,7 @@ pub struct Head {
     ids: HashMap<Labels, u64>,
     postings: HashMap<(String, String), BTreeSet<u64>>,
     next_id: u64,
+    metadata: BTreeMap<String, BTreeSet<MetricMeta>>,
 }
 
 impl Head {
@@ -133,7 +135,50 @@ impl Head {
 
     /// Series matching all matchers, with their samples in [start, end].
     pub fn select(&self, matchers: &[Matcher], start: i64, end: i64) -> Vec<Selected> {
-        // Narrow by the equality matchers' postings first, then check all matchers.
+        let mut out: Vec<Selected> = self
+            .matching(matchers)
+            .map(|s| {
+                (
+                    s.labels.clone(),
+                    s.samples
+                        .iter()
+                        .copied()
+                        .filter(|(t, _)| *t >= start && *t <= end)
+                        .collect(),
+                )
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// Label sets of the series matching all matchers that have a sample in [start, end].
+    pub fn series_in_range(&self, matchers: &[Matcher], start: i64, end: i64) -> Vec<Labels> {
+        self.matching(matchers)
+            .filter(|s| s.samples.iter().any(|(t, _)| *t >= start && *t <= end))
+            .map(|s| s.labels.clone())
+            .collect()
+    }
+
+    /// Records a metric family's metadata; true when it was not known yet.
+    pub fn add_metadata(&mut self, metric: &str, meta: &MetricMeta) -> bool {
+        if self.metadata.get(metric).is_some_and(|m| m.contains(meta)) {
+            return false;
+        }
+        self.metadata
+            .entry(metric.to_string())
+            .or_default()
+            .insert(meta.clone());
+        true
+    }
+
+    /// Every metric family's distinct metadata, by metric name.
+    pub fn metadata(&self) -> &BTreeMap<String, BTreeSet<MetricMeta>> {
+        &self.metadata
+    }
+
+    /// Series matching all matchers, narrowed by the equality matchers' postings first.
+    fn matching<'a>(&'a self, matchers: &'a [Matcher]) -> impl Iterator<Item = &'a Series> + 'a {
         let mut candidates: Option<BTreeSet<u64>> = None;
         for m in matchers {
             if let Matcher::Equal(n, v) = m {
@@ -155,23 +200,9 @@ impl Head {
             Some(c) => c.into_iter().collect(),
             None => self.series.keys().copied().collect(),
         };
-        let mut out: Vec<(Labels, Vec<(i64, f64)>)> = ids
-            .into_iter()
+        ids.into_iter()
             .filter_map(|id| self.series.get(&id))
             .filter(|s| matchers.iter().all(|m| m.matches(&s.labels)))
-            .map(|s| {
-                (
-                    s.labels.clone(),
-                    s.samples
-                        .iter()
-                        .copied()
-                        .filter(|(t, _)| *t >= start && *t <= end)
-                        .collect(),
-                )
-            })
-            .collect();
-        out.sort_by(|a, b| a.0.cmp(&b.0));
-        out
     }
 
     pub fn label_names(&self) -> BTreeSet<String> {
@@ -195,12 +226,7 @@ impl Head {
 mod tests {
     use super::*;
 
-    fn l(pairs: &[(&str, &str)]) -> Labels {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::relabel::labels_of as l;
 
     #[test]
     fn select_by_matchers() {

@@ -5,11 +5,30 @@ use crate::relabel::Labels;
 
 const SERIES: u8 = 1;
 const SAMPLES: u8 = 2;
+const METADATA: u8 = 3;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Record {
-    Series { id: u64, labels: Labels },
+    Series {
+        id: u64,
+        labels: Labels,
+    },
     Samples(Vec<(u64, i64, f64)>),
+    /// What a scrape said about a metric family (TYPE, HELP, UNIT).
+    Metadata {
+        metric: String,
+        meta: MetricMeta,
+    },
+}
+
+/// A metric family's metadata as `/api/v1/metadata` reports it: `kind` is
+/// the type name (`counter`, `gauge`, ..., `unknown`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default, serde::Serialize)]
+pub struct MetricMeta {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub help: String,
+    pub unit: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -26,6 +45,12 @@ impl Record {
                 for (k, v) in labels {
                     put_str(out, k);
                     put_str(out, v);
+                }
+            }
+            Record::Metadata { metric, meta } => {
+                out.push(METADATA);
+                for field in [metric, &meta.kind, &meta.help, &meta.unit] {
+                    put_str(out, field);
                 }
             }
             Record::Samples(samples) => {
@@ -76,6 +101,14 @@ impl Record {
                 b = &[];
                 Record::Samples(samples)
             }
+            METADATA => Record::Metadata {
+                metric: get_str(&mut b)?,
+                meta: MetricMeta {
+                    kind: get_str(&mut b)?,
+                    help: get_str(&mut b)?,
+                    unit: get_str(&mut b)?,
+                },
+            },
             other => return Err(DecodeError(format!("unknown record type {other}"))),
         };
         if !b.is_empty() {
@@ -104,7 +137,7 @@ fn take<'a>(b: &mut &'a [u8], n: usize) -> Result<&'a [u8], DecodeError> {
 
 fn get_str(b: &mut &[u8]) -> Result<String, DecodeError> {
     let n = u32_le(take(b, 4)?) as usize;
-    String::from_utf8(take(b, n)?.to_vec()).map_err(|_| DecodeError("label is not UTF-8".into()))
+    String::from_utf8(take(b, n)?.to_vec()).map_err(|_| DecodeError("string is not UTF-8".into()))
 }
 
 fn u32_le(b: &[u8]) -> u32 {
@@ -133,6 +166,14 @@ mod tests {
         for rec in [
             Record::Series { id: 7, labels },
             Record::Samples(vec![(7, 1000, 1.0), (8, -5, f64::INFINITY)]),
+            Record::Metadata {
+                metric: "node_cpu_seconds".into(),
+                meta: MetricMeta {
+                    kind: "counter".into(),
+                    help: "Seconds the CPUs spent in each mode.".into(),
+                    unit: "seconds".into(),
+                },
+            },
         ] {
             let mut buf = Vec::new();
             rec.encode(&mut buf);

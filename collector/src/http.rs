@@ -1,0 +1,143 @@
+//! The collector's HTTP listener: health and readiness, `POST /-/reload`
+//! (behind `--web.enable-lifecycle`, as in Prometheus), its own metrics, and
+//! `/api/v1/targets` and `/api/v1/status/config` in Prometheus's JSON shapes.
+
+use crate::discovery::format_duration;
+use crate::service::Collector;
+use axum::extract::{Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+#[derive(Clone)]
+struct App {
+    collector: Arc<Collector>,
+    lifecycle: bool,
+}
+
+pub fn router(collector: Arc<Collector>, lifecycle: bool) -> Router {
+    Router::new()
+        .route(
+            "/-/healthy",
+            get(|| async { "Carbonio collector is Healthy.\n" }),
+        )
+        .route(
+            "/-/ready",
+            get(|| async { "Carbonio collector is Ready.\n" }),
+        )
+        .route("/-/reload", post(reload).put(reload))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/targets", get(targets))
+        .route("/api/v1/status/config", get(config))
+        .with_state(App {
+            collector,
+            lifecycle,
+        })
+}
+
+/// Serves the router on `listener` until the process ends.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    collector: Arc<Collector>,
+    lifecycle: bool,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(collector, lifecycle)).await
+}
+
+async fn reload(State(app): State<App>) -> Response {
+    if !app.lifecycle {
+        return (StatusCode::FORBIDDEN, "Lifecycle API is not enabled.\n").into_response();
+    }
+    let c = app.collector.clone();
+    match tokio::task::spawn_blocking(move || c.reload("POST /-/reload")).await {
+        Ok(Ok(())) => StatusCode::OK.into_response(),
+        Ok(Err(e)) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("failed to reload config: {e}\n"),
+        )
+            .into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
+}
+
+async fn metrics(State(app): State<App>) -> Response {
+    let c = app.collector.clone();
+    match tokio::task::spawn_blocking(move || c.metrics()).await {
+        Ok(body) => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            body,
+        )
+            .into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct TargetsQuery {
+    state: Option<String>,
+}
+
+async fn targets(State(app): State<App>, Query(q): Query<TargetsQuery>) -> Json<Value> {
+    let state = q.state.unwrap_or_else(|| "any".into());
+    let active: Vec<Value> = if state == "active" || state == "any" {
+        let mut list = app.collector.targets();
+        list.sort_by(|a, b| (&a.job, &a.labels).cmp(&(&b.job, &b.labels)));
+        list.iter().map(active_target).collect()
+    } else {
+        Vec::new()
+    };
+    let dropped: Vec<Value> = if state == "dropped" || state == "any" {
+        app.collector
+            .dropped_targets()
+            .into_iter()
+            .map(|(job, labels)| json!({"discoveredLabels": labels, "scrapePool": job}))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Json(json!({
+        "status": "success",
+        "data": {"activeTargets": active, "droppedTargets": dropped},
+    }))
+}
+
+fn active_target(t: &crate::manager::TargetStatus) -> Value {
+    let public: crate::relabel::Labels = t
+        .labels
+        .iter()
+        .filter(|(k, _)| !k.starts_with("__"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let (health, last_scrape) = match t.last_scrape_ms {
+        None => ("unknown", "0001-01-01T00:00:00Z".to_string()),
+        Some(ms) => (
+            if t.last_error.is_some() { "down" } else { "up" },
+            chrono::DateTime::from_timestamp_millis(ms)
+                .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+                .unwrap_or_default(),
+        ),
+    };
+    json!({
+        "discoveredLabels": t.discovered,
+        "labels": public,
+        "scrapePool": t.job,
+        "scrapeUrl": t.scrape_url,
+        "globalUrl": t.scrape_url,
+        "lastError": t.last_error.clone().unwrap_or_default(),
+        "lastScrape": last_scrape,
+        "lastScrapeDuration": t.last_duration.as_secs_f64(),
+        "health": health,
+        "scrapeInterval": format_duration(t.interval),
+        "scrapeTimeout": format_duration(t.timeout),
+    })
+}
+
+async fn config(State(app): State<App>) -> Json<Value> {
+    Json(json!({"status": "success", "data": {"yaml": app.collector.config_text()}}))
+}

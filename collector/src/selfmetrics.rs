@@ -1,0 +1,250 @@
+//! The collector's own metrics (OpenMetrics through prometheus-client):
+//! scrape counts per job, samples appended, WAL failures, reloads, and the
+//! store's head and block figures, bytes per sample included.
+
+use crate::store::{MetricRead, Store};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+#[derive(Debug, Default, Clone, Copy)]
+struct JobStats {
+    targets: u64,
+    scrapes: u64,
+    failures: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct Stats {
+    jobs: Mutex<BTreeMap<String, JobStats>>,
+    samples_appended: AtomicU64,
+    append_failures: AtomicU64,
+    reloads: AtomicU64,
+    reload_failures: AtomicU64,
+    last_reload_ok: AtomicBool,
+    last_reload_success_ms: AtomicI64,
+}
+
+impl Stats {
+    pub fn set_targets(&self, per_job: BTreeMap<&str, usize>) {
+        let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        for s in jobs.values_mut() {
+            s.targets = 0;
+        }
+        for (job, n) in per_job {
+            jobs.entry(job.to_string()).or_default().targets = n as u64;
+        }
+    }
+
+    pub fn scraped(&self, job: &str, ok: bool) {
+        let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        let s = jobs.entry(job.to_string()).or_default();
+        s.scrapes += 1;
+        if !ok {
+            s.failures += 1;
+        }
+    }
+
+    pub fn appended(&self, samples: usize) {
+        self.samples_appended
+            .fetch_add(samples as u64, Ordering::Relaxed);
+    }
+
+    pub fn append_failed(&self) {
+        self.append_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn reloaded(&self, ok: bool, now_ms: i64) {
+        self.reloads.fetch_add(1, Ordering::Relaxed);
+        self.last_reload_ok.store(ok, Ordering::Relaxed);
+        if ok {
+            self.last_reload_success_ms.store(now_ms, Ordering::Relaxed);
+        } else {
+            self.reload_failures.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn samples_appended(&self) -> u64 {
+        self.samples_appended.load(Ordering::Relaxed)
+    }
+}
+
+/// Renders the self-metrics as OpenMetrics text.
+pub fn render(stats: &Arc<Stats>, store: &Arc<Store>) -> String {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(SelfCollector {
+        stats: stats.clone(),
+        store: store.clone(),
+    }));
+    let mut out = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &registry) {
+        tracing::error!(error = %e, "encoding self-metrics failed");
+    }
+    out
+}
+
+struct SelfCollector {
+    stats: Arc<Stats>,
+    store: Arc<Store>,
+}
+
+impl std::fmt::Debug for SelfCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SelfCollector")
+    }
+}
+
+fn gauge(enc: &mut DescriptorEncoder, name: &str, help: &str, v: f64) -> std::fmt::Result {
+    let g = ConstGauge::new(v);
+    g.encode(enc.encode_descriptor(name, help, None, g.metric_type())?)
+}
+
+fn counter(enc: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> std::fmt::Result {
+    let c = ConstCounter::new(v);
+    c.encode(enc.encode_descriptor(name, help, None, c.metric_type())?)
+}
+
+impl Collector for SelfCollector {
+    fn encode(&self, mut enc: DescriptorEncoder) -> std::fmt::Result {
+        let s = &self.stats;
+        let jobs = s.jobs.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        type Pick = fn(&JobStats) -> u64;
+        let per_job: [(&str, &str, bool, Pick); 3] = [
+            (
+                "carbonio_collector_targets",
+                "Active scrape targets per job",
+                false,
+                |j| j.targets,
+            ),
+            (
+                "carbonio_collector_scrapes",
+                "Scrapes done per job",
+                true,
+                |j| j.scrapes,
+            ),
+            (
+                "carbonio_collector_scrape_failures",
+                "Scrapes that failed (up == 0) per job",
+                true,
+                |j| j.failures,
+            ),
+        ];
+        for (name, help, is_counter, pick) in per_job {
+            if is_counter {
+                let proto = ConstCounter::new(0u64);
+                let mut family = enc.encode_descriptor(name, help, None, proto.metric_type())?;
+                for (job, stats) in &jobs {
+                    ConstCounter::new(pick(stats))
+                        .encode(family.encode_family(&[("job", job.as_str())])?)?;
+                }
+            } else {
+                let proto = ConstGauge::new(0i64);
+                let mut family = enc.encode_descriptor(name, help, None, proto.metric_type())?;
+                for (job, stats) in &jobs {
+                    ConstGauge::new(pick(stats) as i64)
+                        .encode(family.encode_family(&[("job", job.as_str())])?)?;
+                }
+            }
+        }
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        counter(
+            &mut enc,
+            "carbonio_collector_samples_appended",
+            "Samples written to the WAL and the head",
+            load(&s.samples_appended),
+        )?;
+        counter(
+            &mut enc,
+            "carbonio_collector_append_failures",
+            "Scrape batches the WAL refused (not acknowledged)",
+            load(&s.append_failures),
+        )?;
+        counter(
+            &mut enc,
+            "carbonio_collector_config_reloads",
+            "Configuration reload attempts",
+            load(&s.reloads),
+        )?;
+        counter(
+            &mut enc,
+            "carbonio_collector_config_reload_failures",
+            "Configuration reloads rejected",
+            load(&s.reload_failures),
+        )?;
+        gauge(
+            &mut enc,
+            "carbonio_collector_config_last_reload_successful",
+            "Whether the last configuration reload succeeded",
+            f64::from(u8::from(s.last_reload_ok.load(Ordering::Relaxed))),
+        )?;
+        gauge(
+            &mut enc,
+            "carbonio_collector_config_last_reload_success_timestamp_seconds",
+            "When the configuration was last loaded successfully",
+            s.last_reload_success_ms.load(Ordering::Relaxed) as f64 / 1000.0,
+        )?;
+        let (series, samples) = self
+            .store
+            .with_head(|h| (h.series_count(), h.sample_count()));
+        gauge(
+            &mut enc,
+            "carbonio_collector_head_series",
+            "Series in the in-memory head",
+            series as f64,
+        )?;
+        gauge(
+            &mut enc,
+            "carbonio_collector_head_samples",
+            "Samples in the in-memory head",
+            samples as f64,
+        )?;
+        gauge(
+            &mut enc,
+            "carbonio_collector_metric_families",
+            "Metric families with metadata",
+            self.store.metadata().len() as f64,
+        )?;
+        let blocks = self.store.block_stats();
+        gauge(
+            &mut enc,
+            "carbonio_collector_blocks",
+            "Parquet blocks on disk",
+            blocks.blocks as f64,
+        )?;
+        gauge(
+            &mut enc,
+            "carbonio_collector_blocks_bytes",
+            "Bytes of all Parquet blocks",
+            blocks.bytes as f64,
+        )?;
+        gauge(
+            &mut enc,
+            "carbonio_collector_blocks_samples",
+            "Samples in all Parquet blocks",
+            blocks.samples as f64,
+        )?;
+        let per_sample = if blocks.samples == 0 {
+            0.0
+        } else {
+            blocks.bytes as f64 / blocks.samples as f64
+        };
+        gauge(
+            &mut enc,
+            "carbonio_collector_blocks_bytes_per_sample",
+            "Bytes per stored sample across all blocks",
+            per_sample,
+        )?;
+        gauge(
+            &mut enc,
+            "carbonio_collector_wal_bytes",
+            "Bytes of the write-ahead log on disk",
+            self.store.wal_bytes() as f64,
+        )?;
+        Ok(())
+    }
+}

@@ -1,0 +1,241 @@
+//! The collector role as one object: the store, the scrape manager of the
+//! running configuration, reloads (a bad configuration is rejected and the
+//! running one kept), and storage maintenance (flush, compaction, retention).
+
+use crate::config::{Config, ConfigError};
+use crate::manager::{self, Manager, Shared, StateStash, TargetStatus};
+use crate::selfmetrics::Stats;
+use crate::store::{OpenReport, Store, StoreError};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub config: PathBuf,
+    pub data: PathBuf,
+    /// How often the head is written out as a block.
+    pub flush_interval: Duration,
+    /// Blocks entirely older than this are deleted.
+    pub retention_time: Duration,
+    /// Oldest blocks go while all blocks exceed this many bytes (0: no limit).
+    pub retention_size: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub struct Collector {
+    options: Options,
+    store: Arc<Store>,
+    stats: Arc<Stats>,
+    stash: StateStash,
+    /// The running configuration's text and scrape manager; the lock also
+    /// serialises reloads.
+    running: Mutex<Running>,
+    stop: Arc<AtomicBool>,
+    maintenance: Mutex<Option<JoinHandle<()>>>,
+}
+
+struct Running {
+    text: String,
+    manager: Option<Manager>,
+}
+
+impl Collector {
+    /// Opens the store (replaying the WAL), loads the configuration and
+    /// starts scraping and maintenance.
+    pub fn start(options: Options) -> Result<(Arc<Collector>, OpenReport), ServiceError> {
+        let (_, jobs, text) = load(&options.config)?;
+        let (store, report) = Store::open(&options.data)?;
+        let store = Arc::new(store);
+        let stats = Arc::new(Stats::default());
+        stats.reloaded(true, manager::now_ms());
+        let stash = StateStash::default();
+        let manager = Manager::start(
+            jobs,
+            Shared {
+                store: store.clone(),
+                stats: stats.clone(),
+                stash: stash.clone(),
+            },
+        );
+        let collector = Arc::new(Collector {
+            options,
+            store,
+            stats,
+            stash,
+            running: Mutex::new(Running {
+                text,
+                manager: Some(manager),
+            }),
+            stop: Arc::new(AtomicBool::new(false)),
+            maintenance: Mutex::new(None),
+        });
+        let handle = {
+            let c = collector.clone();
+            std::thread::Builder::new()
+                .name("maintenance".into())
+                .spawn(move || c.maintenance_loop())
+                .map_err(|e| tracing::error!(error = %e, "could not start storage maintenance"))
+                .ok()
+        };
+        *collector
+            .maintenance
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = handle;
+        Ok((collector, report))
+    }
+
+    /// Loads the configuration file again. On error the running
+    /// configuration keeps scraping and the error is returned.
+    pub fn reload(&self, reason: &str) -> Result<(), ConfigError> {
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        let (_, jobs, text) = match load(&self.options.config) {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                self.stats.reloaded(false, manager::now_ms());
+                tracing::error!(reason, error = %e, "configuration reload rejected; keeping the running configuration");
+                return Err(e);
+            }
+        };
+        // Old loops finish their scrape in flight and hand their state over;
+        // targets that no longer exist get their staleness markers.
+        if let Some(old) = running.manager.take() {
+            old.stop();
+        }
+        let manager = Manager::start(jobs, self.shared());
+        manager::retire_unclaimed(&self.stash, &self.store);
+        tracing::info!(
+            reason,
+            targets = manager.targets().len(),
+            "configuration reloaded"
+        );
+        running.manager = Some(manager);
+        running.text = text;
+        self.stats.reloaded(true, manager::now_ms());
+        Ok(())
+    }
+
+    fn shared(&self) -> Shared {
+        Shared {
+            store: self.store.clone(),
+            stats: self.stats.clone(),
+            stash: self.stash.clone(),
+        }
+    }
+
+    pub fn targets(&self) -> Vec<TargetStatus> {
+        let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        running
+            .manager
+            .as_ref()
+            .map(Manager::targets)
+            .unwrap_or_default()
+    }
+
+    /// Targets that relabeling dropped: (job, discovered labels).
+    pub fn dropped_targets(&self) -> Vec<(String, crate::relabel::Labels)> {
+        let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        running
+            .manager
+            .as_ref()
+            .map(Manager::dropped)
+            .unwrap_or_default()
+    }
+
+    /// The text of the running configuration (`/api/v1/status/config`).
+    pub fn config_text(&self) -> String {
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .text
+            .clone()
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// The self-metrics as OpenMetrics text.
+    pub fn metrics(&self) -> String {
+        crate::selfmetrics::render(&self.stats, &self.store)
+    }
+
+    /// Stops scraping (loops finish their scrape in flight) and maintenance.
+    /// The head stays in the WAL for the next start.
+    pub fn shutdown(&self) {
+        if let Some(m) = self
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .manager
+            .take()
+        {
+            m.stop();
+        }
+        self.stop.store(true, Ordering::Relaxed);
+        let handle = self
+            .maintenance
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+    }
+
+    fn maintenance_loop(&self) {
+        let mut last = std::time::Instant::now();
+        while !self.stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(100));
+            if last.elapsed() < self.options.flush_interval {
+                continue;
+            }
+            last = std::time::Instant::now();
+            self.maintain();
+        }
+    }
+
+    /// Flush the head to a block, merge small blocks up to a day, apply retention.
+    pub fn maintain(&self) {
+        match self.store.flush() {
+            Ok(Some(meta)) => tracing::info!(
+                samples = meta.samples,
+                series = meta.series,
+                bytes_per_sample = meta.bytes_per_sample(),
+                "head flushed to a block"
+            ),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "flushing the head failed; data stays in the WAL")
+            }
+        }
+        if let Err(e) = self.store.compact(24 * 3600 * 1000) {
+            tracing::error!(error = %e, "compaction failed");
+        }
+        let max_age = self.options.retention_time.as_millis() as i64;
+        if let Err(e) =
+            self.store
+                .apply_retention(manager::now_ms(), max_age, self.options.retention_size)
+        {
+            tracing::error!(error = %e, "retention failed");
+        }
+    }
+}
+
+fn load(path: &std::path::Path) -> Result<(Config, Vec<crate::config::Job>, String), ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let (config, jobs) = Config::parse(path, &text)?;
+    Ok((config, jobs, text))
+}
