@@ -6,6 +6,7 @@
 //! the same background noise) and reports latency, CPU per scrape and RSS.
 
 mod encodings;
+mod ingest;
 mod services;
 
 use anyhow::{bail, Context, Result};
@@ -68,6 +69,24 @@ enum Cmd {
         #[arg(long)]
         binary: Option<PathBuf>,
     },
+    /// Ingest cost (CPU per sample) and memory per series: Prometheus and our collector scraping the same synthetic targets.
+    Ingest {
+        /// Synthetic targets (each its own listener).
+        #[arg(long, default_value_t = 10)]
+        targets: usize,
+        /// Series per target.
+        #[arg(long, default_value_t = 10_000)]
+        series: usize,
+        /// Measured seconds per tool.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Seconds after the first ingested scrape before measuring.
+        #[arg(long, default_value_t = 15)]
+        warmup: u64,
+        /// Our binary [default: <workspace>/target/release/carbonio-monitor].
+        #[arg(long)]
+        binary: Option<PathBuf>,
+    },
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,24 +106,34 @@ fn main() -> Result<()> {
             warmup,
             binary,
             only,
-        } => {
-            // Default to the release build: a debug build would make the comparison meaningless.
-            let binary = binary.unwrap_or_else(|| {
-                Path::new(env!("CARGO_MANIFEST_DIR"))
-                    .join("..")
-                    .join("target/release/carbonio-monitor")
-            });
-            exporters(&binary, scrapes, warmup, only)
-        }
-        Cmd::Encodings { scrapes, binary } => {
-            let binary = binary.unwrap_or_else(|| {
-                Path::new(env!("CARGO_MANIFEST_DIR"))
-                    .join("..")
-                    .join("target/release/carbonio-monitor")
-            });
-            encodings::run(&binary, scrapes)
-        }
+        } => exporters(&release_binary(binary), scrapes, warmup, only),
+        Cmd::Encodings { scrapes, binary } => encodings::run(&release_binary(binary), scrapes),
+        Cmd::Ingest {
+            targets,
+            series,
+            seconds,
+            warmup,
+            binary,
+        } => ingest::run(
+            &release_binary(binary),
+            &ingest::Options {
+                targets,
+                series,
+                seconds,
+                warmup,
+            },
+        ),
     }
+}
+
+/// The given binary, or the workspace's release build: a debug build would
+/// make any comparison meaningless.
+fn release_binary(given: Option<PathBuf>) -> PathBuf {
+    given.unwrap_or_else(|| {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join("target/release/carbonio-monitor")
+    })
 }
 
 /// Results for one exporter, one row of the report.

@@ -49,6 +49,94 @@ pub struct Config {
     pub global: GlobalConfig,
     #[serde(default)]
     pub scrape_configs: Vec<ScrapeConfig>,
+    /// Syslog listeners (none when absent).
+    #[serde(default)]
+    pub syslog: SyslogConfig,
+}
+
+/// The `syslog:` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyslogConfig {
+    /// Zone of timestamps that carry none (RFC 3164), an IANA name.
+    #[serde(default = "utc", deserialize_with = "timezone")]
+    pub timezone: chrono_tz::Tz,
+    /// Longer messages are truncated to this many bytes (and counted).
+    #[serde(default = "default_max_message")]
+    pub max_message_size: usize,
+    #[serde(default)]
+    pub listeners: Vec<SyslogListener>,
+}
+
+impl Default for SyslogConfig {
+    fn default() -> Self {
+        SyslogConfig {
+            timezone: chrono_tz::UTC,
+            max_message_size: default_max_message(),
+            listeners: Vec::new(),
+        }
+    }
+}
+
+fn utc() -> chrono_tz::Tz {
+    chrono_tz::UTC
+}
+
+/// 64 KiB: above RFC 5425's SHOULD (8 KiB), room for Java stack traces.
+fn default_max_message() -> usize {
+    64 * 1024
+}
+
+fn timezone<'de, D: Deserializer<'de>>(d: D) -> Result<chrono_tz::Tz, D::Error> {
+    let s = String::deserialize(d)?;
+    s.parse::<chrono_tz::Tz>().map_err(|_| {
+        serde::de::Error::custom(format!(
+            "unknown timezone {s:?} (use an IANA name such as Europe/Rome)"
+        ))
+    })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyslogProtocol {
+    Udp,
+    Tcp,
+    Tls,
+}
+
+impl SyslogProtocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SyslogProtocol::Udp => "udp",
+            SyslogProtocol::Tcp => "tcp",
+            SyslogProtocol::Tls => "tls",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyslogListener {
+    pub protocol: SyslogProtocol,
+    /// `host:port`, e.g. `0.0.0.0:1514`.
+    pub address: String,
+    pub tls: Option<SyslogTls>,
+}
+
+impl SyslogListener {
+    /// The name counters carry: `tcp://0.0.0.0:1514`.
+    pub fn name(&self) -> String {
+        format!("{}://{}", self.protocol.as_str(), self.address)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyslogTls {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    /// When set, clients must present a certificate signed by this CA.
+    pub client_ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -14,12 +14,14 @@ pub mod discovery;
 pub mod duration;
 pub mod http;
 pub mod import;
+pub mod logs;
 pub mod manager;
 pub mod relabel;
 pub mod scrape;
 pub mod selfmetrics;
 pub mod service;
 pub mod store;
+pub mod syslog;
 
 /// Names the issue that builds a part not available in this version.
 #[derive(Debug, thiserror::Error)]

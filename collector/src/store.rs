@@ -3,6 +3,7 @@
 
 pub mod block;
 pub mod head;
+pub mod logs;
 pub mod record;
 pub mod wal;
 

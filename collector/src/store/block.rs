@@ -178,7 +178,7 @@ pub fn write_block(
     Ok(meta)
 }
 
-fn write_parquet(
+pub(crate) fn write_parquet(
     path: &Path,
     schema: Arc<Schema>,
     columns: Vec<ArrayRef>,
@@ -246,7 +246,7 @@ pub fn verify(dir: &Path) -> Result<BlockMeta, BlockError> {
 }
 
 /// All record batches of one Parquet file of a block.
-fn batches(path: &Path) -> Result<Vec<RecordBatch>, BlockError> {
+pub(crate) fn batches(path: &Path) -> Result<Vec<RecordBatch>, BlockError> {
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     let pq = |source| BlockError::Parquet {
         path: path.to_path_buf(),

@@ -74,6 +74,21 @@ fn segments(dir: &Path) -> Result<Vec<u64>, WalError> {
     Ok(out)
 }
 
+/// Deletes the segments numbered below `segment` in a WAL directory that is
+/// not open (their records are known to be stored elsewhere).
+pub fn drop_segments_before(dir: &Path, segment: u64) -> Result<usize, WalError> {
+    if !dir.exists() {
+        return Ok(0);
+    }
+    let mut n = 0;
+    for s in segments(dir)?.into_iter().filter(|s| *s < segment) {
+        let path = segment_path(dir, s);
+        std::fs::remove_file(&path).map_err(io_err(&path))?;
+        n += 1;
+    }
+    Ok(n)
+}
+
 impl Wal {
     /// Reads every valid record without changing anything on disk (for
     /// inspecting a WAL that another process may be writing).

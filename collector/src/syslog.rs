@@ -1,0 +1,7 @@
+//! Syslog ingestion: framing of TCP/TLS streams (`framing`), message parsing
+//! (`parse`), the UDP/TCP/TLS listeners (`listen`) and their counters (`stats`).
+
+pub mod framing;
+pub mod listen;
+pub mod parse;
+pub mod stats;

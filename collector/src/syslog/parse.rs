@@ -1,0 +1,233 @@
+//! One syslog message (already framed) into a `LogRecord`: RFC 5424, RFC
+//! 3164 and the variants real senders emit, through `syslog_loose`'s exact
+//! parser with an explicit zone for zone-less timestamps. What does not
+//! parse is kept whole as a raw message with the peer as host: never dropped.
+
+use crate::logs::LogRecord;
+use chrono::{DateTime, Datelike, FixedOffset, TimeZone, Utc};
+use syslog_loose::{Message, ProcId, Protocol, Variant};
+
+/// How a message was understood.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Parsed {
+    Rfc5424,
+    Rfc3164,
+    /// Only a `<PRI>` (or nothing) was recognised; the rest is the message.
+    Fallback,
+}
+
+/// Parses `raw` received from `peer` (`udp://10.0.0.1:514`) at `received_ns`;
+/// `tz` is the zone of timestamps that carry none (RFC 3164).
+pub fn parse(raw: &[u8], peer: &str, received_ns: i64, tz: chrono_tz::Tz) -> (LogRecord, Parsed) {
+    let text = String::from_utf8_lossy(raw);
+    let text = text.trim_end_matches(['\n', '\r', '\0']);
+    let received = DateTime::<Utc>::from_timestamp_nanos(received_ns);
+    let year = |(month, day, hour, min, sec): syslog_loose::IncompleteDate| {
+        resolve_year(received, tz, month, day, hour, min, sec)
+    };
+    match syslog_loose::parse_message_with_year_exact_tz(text, year, Some(tz), Variant::Either) {
+        Ok(m) if m.timestamp.is_some() || matches!(m.protocol, Protocol::RFC5424(_)) => {
+            let kind = match m.protocol {
+                Protocol::RFC5424(_) => Parsed::Rfc5424,
+                Protocol::RFC3164 => Parsed::Rfc3164,
+            };
+            (from_message(m, peer, received_ns), kind)
+        }
+        _ => (fallback(text, peer, received_ns), Parsed::Fallback),
+    }
+}
+
+/// The year of a year-less timestamp: this year in `tz`, or last year when
+/// that would put the message more than a day in the future (a December
+/// message read in January).
+fn resolve_year(
+    now: DateTime<Utc>,
+    tz: chrono_tz::Tz,
+    month: u32,
+    day: u32,
+    hour: u32,
+    min: u32,
+    sec: u32,
+) -> i32 {
+    let year = now.with_timezone(&tz).year();
+    let candidate = tz
+        .with_ymd_and_hms(year, month, day, hour, min, sec)
+        .earliest();
+    match candidate {
+        Some(t) if t.with_timezone(&Utc) > now + chrono::Duration::days(1) => year - 1,
+        _ => year,
+    }
+}
+
+fn from_message(m: Message<&str>, peer: &str, received_ns: i64) -> LogRecord {
+    let timestamp_ns = m
+        .timestamp
+        .and_then(|t: DateTime<FixedOffset>| t.timestamp_nanos_opt())
+        .unwrap_or(received_ns);
+    let structured_data = if m.structured_data.is_empty() {
+        String::new()
+    } else {
+        let map: serde_json::Map<String, serde_json::Value> = m
+            .structured_data
+            .iter()
+            .map(|e| {
+                // params() undoes the RFC 5424 escapes (\" \\ \]).
+                let params: serde_json::Map<String, serde_json::Value> = e
+                    .params()
+                    .map(|(k, v)| (k.to_string(), serde_json::Value::String(v)))
+                    .collect();
+                (e.id.to_string(), serde_json::Value::Object(params))
+            })
+            .collect();
+        serde_json::Value::Object(map).to_string()
+    };
+    LogRecord {
+        timestamp_ns,
+        received_ns,
+        host: m.hostname.map_or_else(|| peer_host(peer), str::to_string),
+        app: m.appname.unwrap_or_default().to_string(),
+        procid: match m.procid {
+            Some(ProcId::PID(p)) => p.to_string(),
+            Some(ProcId::Name(n)) => n.to_string(),
+            None => String::new(),
+        },
+        msgid: m.msgid.unwrap_or_default().to_string(),
+        facility: m.facility.map(|f| f as u8),
+        severity: m.severity.map(|s| s as u8),
+        message: m.msg.trim_start_matches('\u{feff}').to_string(),
+        structured_data,
+        source: peer.to_string(),
+    }
+}
+
+/// No recognisable header: keep a leading `<PRI>` if there is one, and the
+/// rest verbatim, with the peer as host and the receive time.
+fn fallback(text: &str, peer: &str, received_ns: i64) -> LogRecord {
+    let (pri, rest) = split_pri(text);
+    LogRecord {
+        timestamp_ns: received_ns,
+        received_ns,
+        host: peer_host(peer),
+        facility: pri.map(|p| p >> 3),
+        severity: pri.map(|p| p & 7),
+        message: rest.to_string(),
+        source: peer.to_string(),
+        ..LogRecord::default()
+    }
+}
+
+/// `<PRI>` at the start (0–191, 1–3 digits) and what follows it.
+fn split_pri(text: &str) -> (Option<u8>, &str) {
+    let Some(rest) = text.strip_prefix('<') else {
+        return (None, text);
+    };
+    let Some(end) = rest.find('>').filter(|e| (1..=3).contains(e)) else {
+        return (None, text);
+    };
+    match rest[..end].parse::<u8>() {
+        Ok(p) if p <= 191 && rest[..end].bytes().all(|b| b.is_ascii_digit()) => {
+            (Some(p), &rest[end + 1..])
+        }
+        _ => (None, text),
+    }
+}
+
+/// The address part of `scheme://host:port`.
+fn peer_host(peer: &str) -> String {
+    let addr = peer.split_once("://").map_or(peer, |(_, a)| a);
+    match addr.rsplit_once(':') {
+        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => {
+            host.trim_matches(['[', ']']).to_string()
+        }
+        _ => addr.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PEER: &str = "tcp://10.1.2.3:40000";
+    // 2026-11-23T12:00:00Z
+    const NOW: i64 = 1_795_435_200_000_000_000;
+
+    fn p(raw: &str) -> (LogRecord, Parsed) {
+        parse(raw.as_bytes(), PEER, NOW, chrono_tz::UTC)
+    }
+
+    #[test]
+    fn rfc5424_with_structured_data_and_fraction() {
+        let (r, k) = p(
+            r#"<165>1 2026-11-23T11:59:58.123456+01:00 mbox1.example.com carbonio 4242 AUDIT [meta@32473 user="a\"b" ip="10.0.0.9"][x@1 k="]"] login failed"#,
+        );
+        assert_eq!(k, Parsed::Rfc5424);
+        assert_eq!(r.facility, Some(20));
+        assert_eq!(r.severity, Some(5));
+        assert_eq!(r.host, "mbox1.example.com");
+        assert_eq!(r.app, "carbonio");
+        assert_eq!(r.procid, "4242");
+        assert_eq!(r.msgid, "AUDIT");
+        assert_eq!(r.message, "login failed");
+        assert_eq!(r.timestamp_ns, 1_795_431_598_123_456_000);
+        let sd: serde_json::Value = serde_json::from_str(&r.structured_data).unwrap();
+        assert_eq!(sd["meta@32473"]["ip"], "10.0.0.9");
+        assert_eq!(sd["meta@32473"]["user"], "a\"b");
+    }
+
+    #[test]
+    fn rfc3164_as_rsyslog_forwards_it() {
+        let (r, k) =
+            p("<22>Nov 23 11:59:01 mta1 postfix/smtpd[1234]: connect from unknown[10.0.0.1]");
+        assert_eq!(k, Parsed::Rfc3164);
+        assert_eq!((r.facility, r.severity), (Some(2), Some(6)));
+        assert_eq!(r.host, "mta1");
+        assert_eq!(r.app, "postfix/smtpd");
+        assert_eq!(r.procid, "1234");
+        assert_eq!(r.message, "connect from unknown[10.0.0.1]");
+        assert_eq!(r.timestamp_ns, NOW - 59_000_000_000);
+    }
+
+    #[test]
+    fn december_message_read_in_january_is_last_year() {
+        // 2027-01-01T00:00:30Z
+        let now = 1_798_761_630_000_000_000;
+        let (r, _) = parse(b"<13>Dec 31 23:59:50 h app: x", PEER, now, chrono_tz::UTC);
+        assert_eq!(r.timestamp_ns, now - 40_000_000_000);
+    }
+
+    #[test]
+    fn zone_less_timestamps_use_the_configured_zone() {
+        let (r, _) = parse(
+            b"<13>Nov 23 12:59:00 h app: x",
+            PEER,
+            NOW,
+            chrono_tz::Europe::Rome,
+        );
+        assert_eq!(r.timestamp_ns, NOW - 60_000_000_000);
+    }
+
+    #[test]
+    fn pri_only_and_garbage_are_kept_whole() {
+        let (r, k) = p("<34>something without a header");
+        assert_eq!(k, Parsed::Fallback);
+        assert_eq!((r.facility, r.severity), (Some(4), Some(2)));
+        assert_eq!(r.message, "something without a header");
+        assert_eq!(r.host, "10.1.2.3");
+        assert_eq!(r.timestamp_ns, NOW);
+        let (r, k) = p("\u{1}\u{2} <999> garbage ]]]");
+        assert_eq!(k, Parsed::Fallback);
+        assert_eq!(r.message, "\u{1}\u{2} <999> garbage ]]]");
+        assert_eq!(r.facility, None);
+        let (r, _) = parse(&[0xff, 0xfe, b'a'], "udp://[::1]:5", NOW, chrono_tz::UTC);
+        assert_eq!(r.host, "::1");
+        assert!(r.message.ends_with('a'));
+    }
+
+    #[test]
+    fn iso_timestamp_in_3164_and_embedded_newline() {
+        let (r, k) = p("<14>2026-11-23T11:00:00+00:00 web1 nginx: GET /\nsecond line");
+        assert_ne!(k, Parsed::Fallback);
+        assert_eq!(r.timestamp_ns, NOW - 3_600_000_000_000);
+        assert_eq!(r.message, "GET /\nsecond line");
+    }
+}
