@@ -177,7 +177,12 @@ fn discovery_loop(
                 while rx.try_recv().is_ok() {}
                 true
             }
-            Err(_) => refresh.is_some_and(|r| last.elapsed() >= r),
+            Err(mpsc::RecvTimeoutError::Timeout) => refresh.is_some_and(|r| last.elapsed() >= r),
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                // No watcher (no file_sd, or watching failed): poll only.
+                std::thread::sleep(Duration::from_millis(200));
+                refresh.is_some_and(|r| last.elapsed() >= r)
+            }
         };
         if changed {
             last = std::time::Instant::now();
@@ -301,6 +306,10 @@ fn start_loop(job: &Job, key: &TargetKey, discovered: Labels, shared: &Shared) -
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .remove(key)
+        .map(|mut s| {
+            s.rebind();
+            s
+        })
         .unwrap_or_default();
     let name = format!(
         "scrape {}",
@@ -411,7 +420,7 @@ fn scrape_loop(
 
 /// Appends samples as one acknowledged batch; false if the WAL refused them.
 fn write_samples(store: &Store, samples: Vec<crate::scrape::target::Sample>) -> bool {
-    let batch: Vec<(Labels, i64, f64)> = samples
+    let batch: Vec<(Arc<Labels>, i64, f64)> = samples
         .into_iter()
         .map(|s| (s.labels, s.timestamp_ms, s.value))
         .collect();

@@ -378,22 +378,23 @@ impl Store {
 
     /// Appends one batch (e.g. one scrape): new series records and the samples
     /// go to the WAL in one fsynced write, then into the head.
-    pub fn append(&self, batch: &[(Labels, i64, f64)]) -> Result<(), WalError> {
+    pub fn append<L: std::borrow::Borrow<Labels>>(
+        &self,
+        batch: &[(L, i64, f64)],
+    ) -> Result<(), WalError> {
         let _order = self.append_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let mut new_series = Vec::new();
+        let mut new_series: Vec<(u64, Labels)> = Vec::new();
+        let mut new_ids: std::collections::HashMap<&Labels, u64> = std::collections::HashMap::new();
         let mut samples = Vec::with_capacity(batch.len());
         {
             let mut head = self.head.write().unwrap_or_else(|p| p.into_inner());
             for (labels, ts, v) in batch {
-                let id = match head.id_of(labels).or_else(|| {
-                    new_series
-                        .iter()
-                        .find(|(_, l)| l == labels)
-                        .map(|(id, _)| *id)
-                }) {
+                let labels = labels.borrow();
+                let id = match head.id_of(labels).or_else(|| new_ids.get(labels).copied()) {
                     Some(id) => id,
                     None => {
                         let id = head.allocate();
+                        new_ids.insert(labels, id);
                         new_series.push((id, labels.clone()));
                         id
                     }

@@ -262,7 +262,7 @@ fn scrape_gives_the_series_prometheus_stores() {
     let mut state = TargetState::default();
     let result = Scraper::new().scrape(&jobs[0], &target, &mut state, 0);
     assert_eq!(result.error, None);
-    let mut ours: Vec<Labels> = result.samples.iter().map(|s| s.labels.clone()).collect();
+    let mut ours: Vec<Labels> = result.samples.iter().map(|s| (*s.labels).clone()).collect();
     ours.sort();
     theirs.sort();
     // Process and scrape-duration values differ between the two scrapes; the series do not.

@@ -58,6 +58,9 @@ impl MetricType {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample<'a> {
+    /// The series as written: name and label block, exactly as in the line
+    /// (the key of the scrape cache).
+    pub series: &'a str,
     pub name: &'a str,
     /// Label pairs in exposition order; values unescaped.
     pub labels: Vec<(&'a str, String)>,
@@ -307,6 +310,7 @@ fn parse_sample(line: &str, format: Format) -> Result<Sample<'_>, ErrorKind> {
     if let Some(after) = rest.strip_prefix('{') {
         rest = parse_labels(after, &mut labels)?;
     }
+    let series = line[..line.len() - rest.len()].trim_end();
     let mut fields = rest.split_ascii_whitespace();
     let value = fields.next().ok_or(ErrorKind::MissingValue)?;
     let value = parse_value(value).ok_or_else(|| ErrorKind::InvalidValue(value.to_string()))?;
@@ -315,6 +319,7 @@ fn parse_sample(line: &str, format: Format) -> Result<Sample<'_>, ErrorKind> {
         if ts == "#" && format == Format::OpenMetrics {
             // An exemplar follows; it is not stored.
             return Ok(Sample {
+                series,
                 name,
                 labels,
                 value,
@@ -332,6 +337,7 @@ fn parse_sample(line: &str, format: Format) -> Result<Sample<'_>, ErrorKind> {
         }
     }
     Ok(Sample {
+        series,
         name,
         labels,
         value,

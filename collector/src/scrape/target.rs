@@ -7,8 +7,9 @@ use super::parse::{Event, Format, MetricType, Parser};
 use crate::config::{Job, Scheme};
 use crate::relabel::{self, Labels};
 use base64::Engine;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Prometheus's Accept header: OpenMetrics preferred, text 0.0.4 accepted.
@@ -20,8 +21,8 @@ const MAX_BODY: u64 = 256 << 20;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
-    /// All labels, `__name__` included.
-    pub labels: Labels,
+    /// All labels, `__name__` included (shared with the scrape cache).
+    pub labels: Arc<Labels>,
     pub value: f64,
     pub timestamp_ms: i64,
 }
@@ -49,10 +50,37 @@ pub struct ScrapeResult {
     pub duration: Duration,
 }
 
-/// What must survive between scrapes of one target.
+/// What must survive between scrapes of one target: the scrape cache, as
+/// Prometheus keeps one. It maps each series as written in the exposition
+/// to its final labels (None: dropped by relabeling), so a known series
+/// costs one hash lookup instead of label parsing, merging and relabeling;
+/// and it knows which series the last scrape had, for staleness.
 #[derive(Debug, Default)]
 pub struct TargetState {
-    previous: HashSet<Labels>,
+    cache: HashMap<String, CacheEntry>,
+    /// Number of the current scrape.
+    scrape: u64,
+    /// Bumped when the configuration may have changed: cached labels are
+    /// recomputed on their next hit.
+    generation: u64,
+}
+
+#[derive(Debug)]
+struct CacheEntry {
+    labels: Option<Arc<Labels>>,
+    /// The last scrape that had this series, and the one before.
+    seen: u64,
+    prev: u64,
+    generation: u64,
+}
+
+impl CacheEntry {
+    fn see(&mut self, scrape: u64) {
+        if self.seen != scrape {
+            self.prev = self.seen;
+            self.seen = scrape;
+        }
+    }
 }
 
 /// The series a scrape always writes besides the scraped ones.
@@ -68,18 +96,51 @@ impl TargetState {
     /// Staleness markers for every series of the last scrape, synthetic ones
     /// included: what Prometheus writes when a target goes away.
     pub fn end_of_run(&self, target: &Labels, now_ms: i64) -> Vec<Sample> {
-        let stale = |labels: Labels| Sample {
-            labels,
-            value: f64::from_bits(STALE_NAN_BITS),
-            timestamp_ms: now_ms,
-        };
-        let mut out: Vec<Sample> = self.previous.iter().cloned().map(stale).collect();
+        let mut out: Vec<Sample> = self
+            .cache
+            .values()
+            .filter(|e| e.seen == self.scrape)
+            .filter_map(|e| e.labels.clone())
+            .map(|labels| stale(labels, now_ms))
+            .collect();
         for name in SYNTHETIC {
             let mut labels = public_labels(target);
             labels.insert("__name__".into(), name.into());
-            out.push(stale(labels));
+            out.push(stale(Arc::new(labels), now_ms));
         }
         out
+    }
+
+    /// Staleness markers for the series of the last scrape that are gone
+    /// now (all of them when this scrape failed); the cache forgets them.
+    fn finish_scrape(&mut self, failed: bool, now_ms: i64) -> Vec<Sample> {
+        let (last, now) = (self.scrape - 1, self.scrape);
+        let mut markers = Vec::new();
+        self.cache.retain(|_, e| {
+            let in_last = e.seen == last || (failed && e.seen == now && e.prev == last);
+            let in_now = e.seen == now && !failed;
+            if in_last && !in_now {
+                if let Some(l) = &e.labels {
+                    markers.push(stale(l.clone(), now_ms));
+                }
+            }
+            in_now
+        });
+        markers
+    }
+
+    /// The configuration may have changed (a reload): labels are recomputed
+    /// on their next hit, staleness still compares with the last scrape.
+    pub fn rebind(&mut self) {
+        self.generation += 1;
+    }
+}
+
+fn stale(labels: Arc<Labels>, now_ms: i64) -> Sample {
+    Sample {
+        labels,
+        value: f64::from_bits(STALE_NAN_BITS),
+        timestamp_ms: now_ms,
     }
 }
 
@@ -113,23 +174,16 @@ impl Scraper {
         let start = Instant::now();
         let fetched = self.fetch(job, target);
         let duration = start.elapsed();
-        let (mut samples, metadata, scraped, error) =
-            match fetched.and_then(|(body, format)| process(job, target, &body, format, now_ms)) {
-                Ok((samples, metadata, scraped)) => (samples, metadata, scraped, None),
-                Err(e) => (Vec::new(), Vec::new(), 0, Some(e)),
-            };
+        state.scrape += 1;
+        let mut added = 0;
+        let (mut samples, metadata, scraped, error) = match fetched.and_then(|(body, format)| {
+            process_cached(job, target, &body, format, now_ms, state, &mut added)
+        }) {
+            Ok((samples, metadata, scraped)) => (samples, metadata, scraped, None),
+            Err(e) => (Vec::new(), Vec::new(), 0, Some(e)),
+        };
         let post_relabel = samples.len();
-        // Staleness: series of the last scrape that are gone now (all of them when the scrape failed).
-        let current: HashSet<Labels> = samples.iter().map(|s| s.labels.clone()).collect();
-        let added = current.difference(&state.previous).count();
-        for gone in state.previous.difference(&current) {
-            samples.push(Sample {
-                labels: gone.clone(),
-                value: f64::from_bits(STALE_NAN_BITS),
-                timestamp_ms: now_ms,
-            });
-        }
-        state.previous = current;
+        samples.extend(state.finish_scrape(error.is_some(), now_ms));
         let up = if error.is_none() { 1.0 } else { 0.0 };
         let values = [
             up,
@@ -142,7 +196,7 @@ impl Scraper {
             let mut labels = public_labels(target);
             labels.insert("__name__".into(), name.into());
             samples.push(Sample {
-                labels,
+                labels: Arc::new(labels),
                 value,
                 timestamp_ms: now_ms,
             });
@@ -279,7 +333,7 @@ fn encode(s: &str) -> String {
 
 type Processed = (Vec<Sample>, Vec<Metadata>, usize);
 
-/// Parses a body and turns it into stored samples. Pure, so it is tested on its own.
+/// Parses a body and turns it into stored samples, without a cache (tests).
 pub fn process(
     job: &Job,
     target: &Labels,
@@ -287,31 +341,88 @@ pub fn process(
     format: Format,
     now_ms: i64,
 ) -> Result<Processed, String> {
+    let mut state = TargetState {
+        scrape: 1,
+        ..TargetState::default()
+    };
+    process_cached(job, target, body, format, now_ms, &mut state, &mut 0)
+}
+
+/// The final labels of one scraped series: target labels merged (with
+/// `honor_labels`), metric relabeling; None when relabeling drops it.
+fn final_labels(job: &Job, target_labels: &Labels, s: super::parse::Sample) -> Option<Labels> {
+    let mut labels = s.into_labels();
+    for (k, v) in target_labels {
+        if job.config.honor_labels {
+            labels.entry(k.clone()).or_insert_with(|| v.clone());
+        } else {
+            if let Some(existing) = labels.remove(k) {
+                labels.insert(format!("exported_{k}"), existing);
+            }
+            labels.insert(k.clone(), v.clone());
+        }
+    }
+    if !relabel::apply(&job.metric_relabel, &mut labels) {
+        return None;
+    }
+    labels.retain(|_, v| !v.is_empty());
+    Some(labels)
+}
+
+/// `process` through the target's scrape cache; counts new series in `added`.
+fn process_cached(
+    job: &Job,
+    target: &Labels,
+    body: &str,
+    format: Format,
+    now_ms: i64,
+    state: &mut TargetState,
+    added: &mut usize,
+) -> Result<Processed, String> {
     let target_labels = public_labels(target);
     let mut samples = Vec::new();
     let mut meta: BTreeMap<String, Metadata> = BTreeMap::new();
     let mut scraped = 0usize;
+    let (scrape, generation) = (state.scrape, state.generation);
     for event in Parser::new(body, format) {
         match event.map_err(|e| e.to_string())? {
             Event::Sample(s) => {
                 scraped += 1;
                 let value = s.value;
                 let timestamp_ms = s.timestamp_ms;
-                let mut labels = s.into_labels();
-                for (k, v) in &target_labels {
-                    if job.config.honor_labels {
-                        labels.entry(k.clone()).or_insert_with(|| v.clone());
-                    } else {
-                        if let Some(existing) = labels.remove(k) {
-                            labels.insert(format!("exported_{k}"), existing);
-                        }
-                        labels.insert(k.clone(), v.clone());
+                let labels = match state.cache.get_mut(s.series) {
+                    Some(e) if e.generation == generation => {
+                        e.see(scrape);
+                        e.labels.clone()
                     }
-                }
-                if !relabel::apply(&job.metric_relabel, &mut labels) {
-                    continue;
-                }
-                labels.retain(|_, v| !v.is_empty());
+                    Some(e) => {
+                        let labels = final_labels(job, &target_labels, s).map(Arc::new);
+                        // Relabeled differently after a reload: the old series ends.
+                        if let Some(old) = e.labels.take().filter(|o| Some(o) != labels.as_ref()) {
+                            samples.push(stale(old, now_ms));
+                        }
+                        e.labels = labels.clone();
+                        e.see(scrape);
+                        e.generation = generation;
+                        labels
+                    }
+                    None => {
+                        let key = s.series.to_string();
+                        let labels = final_labels(job, &target_labels, s).map(Arc::new);
+                        *added += usize::from(labels.is_some());
+                        state.cache.insert(
+                            key,
+                            CacheEntry {
+                                labels: labels.clone(),
+                                seen: scrape,
+                                prev: 0,
+                                generation,
+                            },
+                        );
+                        labels
+                    }
+                };
+                let Some(labels) = labels else { continue };
                 let timestamp_ms = match (job.config.honor_timestamps, timestamp_ms) {
                     (true, Some(t)) => t,
                     _ => now_ms,
@@ -417,6 +528,35 @@ mod tests {
         assert!(process(&j, &target(), body, Format::Text004, 0)
             .unwrap_err()
             .contains("sample limit"));
+    }
+
+    #[test]
+    fn cache_gives_staleness_for_vanished_and_failed() {
+        let j = job("");
+        let mut st = TargetState::default();
+        let run = |st: &mut TargetState, body: Option<&str>| {
+            st.scrape += 1;
+            let mut added = 0;
+            let got = body.map(|b| {
+                process_cached(&j, &target(), b, Format::Text004, 0, st, &mut added).unwrap()
+            });
+            let markers = st.finish_scrape(got.is_none(), 0);
+            let mut names: Vec<String> = markers
+                .iter()
+                .map(|m| m.labels["__name__"].clone())
+                .collect();
+            names.sort();
+            (added, names)
+        };
+        assert_eq!(run(&mut st, Some("a 1\nb 1\n")), (2, vec![]));
+        assert_eq!(run(&mut st, Some("a 2\nc 1\n")), (1, vec!["b".to_string()]));
+        // A failed scrape: everything of the last one goes stale.
+        assert_eq!(
+            run(&mut st, None),
+            (0, vec!["a".to_string(), "c".to_string()])
+        );
+        assert_eq!(run(&mut st, Some("a 3\n")), (1, vec![]));
+        assert_eq!(st.end_of_run(&target(), 0).len(), 1 + SYNTHETIC.len());
     }
 
     #[test]
