@@ -75,6 +75,8 @@ pub enum DebugCommand {
     WalRead { dir: PathBuf },
     /// Open a data directory (blocks + replayed WAL) and print each series, its sample count and last sample.
     HeadDump { data: PathBuf },
+    /// Print every stored log line of a data directory as NDJSON (read-only, safe while a collector runs).
+    LogsDump { data: PathBuf },
 }
 
 #[derive(Subcommand, Debug)]
@@ -602,7 +604,10 @@ pub struct CollectorArgs {
     /// Blocks entirely older than this are deleted (Prometheus's default: 15d).
     #[arg(long = "storage.retention.time", default_value = "15d", value_parser = parse_duration)]
     pub retention_time: std::time::Duration,
-    /// Oldest blocks are deleted while all blocks exceed this size (e.g. 20GB; 0 = no limit).
+    /// Oldest blocks are deleted while all blocks exceed this size (e.g. 20GB; 0 = no limit); log parts have the same limit of their own.
     #[arg(long = "storage.retention.size", default_value = "0", value_parser = parse_size)]
     pub retention_size: u64,
+    /// How often the log head is written out as Parquet (and whenever it holds 500,000 lines).
+    #[arg(long = "storage.logs.flush-interval", default_value = "5m", value_parser = parse_duration)]
+    pub logs_flush_interval: std::time::Duration,
 }

@@ -279,6 +279,30 @@ fn debug(cmd: cli::DebugCommand) -> Result<()> {
             )?;
             Ok(())
         }
+        DebugCommand::LogsDump { data } => {
+            use carbonio_collector::store::logs::{from_batch, LogSnapshot};
+            let snapshot = LogSnapshot::open(&data.join("logs"))?;
+            let mut out = std::io::stdout().lock();
+            for batch in snapshot.scan(i64::MIN, i64::MAX)? {
+                for r in from_batch(&batch) {
+                    let line = serde_json::json!({
+                        "timestamp": r.timestamp_ns,
+                        "received": r.received_ns,
+                        "host": r.host,
+                        "app": r.app,
+                        "procid": r.procid,
+                        "msgid": r.msgid,
+                        "facility": r.facility,
+                        "severity": r.severity,
+                        "message": r.message,
+                        "structured_data": r.structured_data,
+                        "source": r.source,
+                    });
+                    writeln!(out, "{line}")?;
+                }
+            }
+            Ok(())
+        }
         DebugCommand::WalRead { dir } => {
             let mut out = std::io::stdout().lock();
             let mut err = None;
@@ -310,7 +334,11 @@ fn run_collector(args: cli::CollectorArgs) -> Result<()> {
         flush_interval: args.flush_interval,
         retention_time: args.retention_time,
         retention_size: args.retention_size,
+        logs_flush_interval: args.logs_flush_interval,
     })?;
+    for addr in collector.syslog_addresses() {
+        tracing::info!(address = %addr, "syslog listening");
+    }
     tracing::info!(
         records = report.wal.records,
         damaged_segments = report.wal.damaged.len(),

@@ -2,7 +2,9 @@
 //! scrape counts per job, samples appended, WAL failures, reloads, and the
 //! store's head and block figures, bytes per sample included.
 
+use crate::store::logs::LogStore;
 use crate::store::{MetricRead, Store};
+use crate::syslog::stats::{udp_receive_buffer_errors, ListenerCounts, SyslogStats};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
@@ -75,11 +77,18 @@ impl Stats {
 }
 
 /// Renders the self-metrics as OpenMetrics text.
-pub fn render(stats: &Arc<Stats>, store: &Arc<Store>) -> String {
+pub fn render(
+    stats: &Arc<Stats>,
+    store: &Arc<Store>,
+    logs: &Arc<LogStore>,
+    syslog: &Arc<SyslogStats>,
+) -> String {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(SelfCollector {
         stats: stats.clone(),
         store: store.clone(),
+        logs: logs.clone(),
+        syslog: syslog.clone(),
     }));
     let mut out = String::new();
     if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &registry) {
@@ -91,6 +100,8 @@ pub fn render(stats: &Arc<Stats>, store: &Arc<Store>) -> String {
 struct SelfCollector {
     stats: Arc<Stats>,
     store: Arc<Store>,
+    logs: Arc<LogStore>,
+    syslog: Arc<SyslogStats>,
 }
 
 impl std::fmt::Debug for SelfCollector {
@@ -244,6 +255,117 @@ impl Collector for SelfCollector {
             "carbonio_collector_wal_bytes",
             "Bytes of the write-ahead log on disk",
             self.store.wal_bytes() as f64,
+        )?;
+        self.encode_logs(&mut enc)
+    }
+}
+
+impl SelfCollector {
+    fn encode_logs(&self, enc: &mut DescriptorEncoder) -> std::fmt::Result {
+        type Pick = fn(&ListenerCounts) -> u64;
+        let listeners = self.syslog.listeners();
+        let per_listener: [(&str, &str, Pick); 6] = [
+            (
+                "carbonio_collector_syslog_messages",
+                "Syslog messages received",
+                |c| c.messages,
+            ),
+            (
+                "carbonio_collector_syslog_bytes",
+                "Syslog message bytes received",
+                |c| c.bytes,
+            ),
+            (
+                "carbonio_collector_syslog_parse_fallbacks",
+                "Messages stored raw because no syslog header parsed",
+                |c| c.fallbacks,
+            ),
+            (
+                "carbonio_collector_syslog_truncated",
+                "Messages cut to max_message_size",
+                |c| c.truncated,
+            ),
+            (
+                "carbonio_collector_syslog_udp_dropped",
+                "UDP messages dropped because the write queue was full",
+                |c| c.dropped,
+            ),
+            (
+                "carbonio_collector_syslog_write_failures",
+                "Lines the WAL refused",
+                |c| c.write_failures,
+            ),
+        ];
+        for (name, help, pick) in per_listener {
+            let mut family =
+                enc.encode_descriptor(name, help, None, ConstCounter::new(0u64).metric_type())?;
+            for (listener, c) in &listeners {
+                ConstCounter::new(pick(c))
+                    .encode(family.encode_family(&[("listener", listener.as_str())])?)?;
+            }
+        }
+        let peers = self.syslog.peers();
+        for (name, help, bytes) in [
+            (
+                "carbonio_collector_syslog_peer_messages",
+                "Syslog messages received per sending host",
+                false,
+            ),
+            (
+                "carbonio_collector_syslog_peer_bytes",
+                "Syslog bytes received per sending host",
+                true,
+            ),
+        ] {
+            let mut family =
+                enc.encode_descriptor(name, help, None, ConstCounter::new(0u64).metric_type())?;
+            for ((listener, peer), c) in &peers {
+                let peer = peer.to_string();
+                let v = if bytes { c.bytes } else { c.messages };
+                ConstCounter::new(v).encode(family.encode_family(&[
+                    ("listener", listener.as_str()),
+                    ("peer", peer.as_str()),
+                ])?)?;
+            }
+        }
+        if let Some(n) = udp_receive_buffer_errors() {
+            counter(enc, "carbonio_collector_udp_receive_buffer_errors", "UDP datagrams the kernel dropped for a full receive buffer (host-wide RcvbufErrors)", n)?;
+        }
+        let (parts, rows, bytes) = self.logs.part_stats();
+        gauge(
+            enc,
+            "carbonio_collector_log_head_lines",
+            "Log lines in the in-memory head",
+            self.logs.head_len() as f64,
+        )?;
+        gauge(
+            enc,
+            "carbonio_collector_log_parts",
+            "Log part directories on disk",
+            parts as f64,
+        )?;
+        gauge(
+            enc,
+            "carbonio_collector_log_lines_stored",
+            "Log lines in Parquet parts",
+            rows as f64,
+        )?;
+        gauge(
+            enc,
+            "carbonio_collector_log_bytes",
+            "Bytes of all log Parquet files",
+            bytes as f64,
+        )?;
+        let per_line = if rows == 0 {
+            0.0
+        } else {
+            bytes as f64 / rows as f64
+        };
+        gauge(
+            enc,
+            "carbonio_collector_log_bytes_per_line",
+            "Stored bytes per log line",
+            per_line,
         )?;
         Ok(())
     }

@@ -5,7 +5,10 @@
 use crate::config::{Config, ConfigError};
 use crate::manager::{self, Manager, Shared, StateStash, TargetStatus};
 use crate::selfmetrics::Stats;
+use crate::store::logs::{LogStore, LogStoreError};
 use crate::store::{OpenReport, Store, StoreError};
+use crate::syslog::listen::ListenError;
+use crate::syslog::stats::SyslogStats;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -20,9 +23,16 @@ pub struct Options {
     pub flush_interval: Duration,
     /// Blocks entirely older than this are deleted.
     pub retention_time: Duration,
-    /// Oldest blocks go while all blocks exceed this many bytes (0: no limit).
+    /// Oldest blocks go while all blocks exceed this many bytes (0: no
+    /// limit); the same limit applies to the log parts on their own.
     pub retention_size: u64,
+    /// How often the log head is written out as Parquet (also when it holds
+    /// `LOG_HEAD_MAX_LINES`).
+    pub logs_flush_interval: Duration,
 }
+
+/// A log head this large is flushed without waiting for the interval.
+const LOG_HEAD_MAX_LINES: usize = 500_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -30,11 +40,24 @@ pub enum ServiceError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    LogStore(#[from] LogStoreError),
+    #[error(transparent)]
+    Listen(#[from] ListenError),
+    #[error("starting the syslog runtime: {0}")]
+    Runtime(std::io::Error),
 }
 
 pub struct Collector {
     options: Options,
     store: Arc<Store>,
+    logs: Arc<LogStore>,
+    syslog_stats: Arc<SyslogStats>,
+    syslog_addresses: Vec<std::net::SocketAddr>,
+    /// The syslog section listeners were started with (changes need a restart).
+    syslog_config: String,
+    /// Runs the syslog listeners; dropped last.
+    _runtime: tokio::runtime::Runtime,
     stats: Arc<Stats>,
     stash: StateStash,
     /// The running configuration's text and scrape manager; the lock also
@@ -53,9 +76,29 @@ impl Collector {
     /// Opens the store (replaying the WAL), loads the configuration and
     /// starts scraping and maintenance.
     pub fn start(options: Options) -> Result<(Arc<Collector>, OpenReport), ServiceError> {
-        let (_, jobs, text) = load(&options.config)?;
+        let (config, jobs, text) = load(&options.config)?;
         let (store, report) = Store::open(&options.data)?;
         let store = Arc::new(store);
+        let (logs, log_report) = LogStore::open(&options.data.join("logs"))?;
+        tracing::info!(
+            lines = log_report.wal.records,
+            damaged_segments = log_report.wal.damaged.len(),
+            damaged_parts = log_report.damaged_parts.len(),
+            "log WAL replayed"
+        );
+        let logs = Arc::new(logs);
+        let syslog_stats = Arc::new(SyslogStats::default());
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("syslog")
+            .enable_all()
+            .build()
+            .map_err(ServiceError::Runtime)?;
+        let syslog_addresses = runtime.block_on(crate::syslog::listen::start(
+            &config.syslog,
+            logs.clone(),
+            syslog_stats.clone(),
+        ))?;
         let stats = Arc::new(Stats::default());
         stats.reloaded(true, manager::now_ms());
         let stash = StateStash::default();
@@ -70,6 +113,11 @@ impl Collector {
         let collector = Arc::new(Collector {
             options,
             store,
+            logs,
+            syslog_stats,
+            syslog_addresses,
+            syslog_config: format!("{:?}", config.syslog),
+            _runtime: runtime,
             stats,
             stash,
             running: Mutex::new(Running {
@@ -98,7 +146,7 @@ impl Collector {
     /// configuration keeps scraping and the error is returned.
     pub fn reload(&self, reason: &str) -> Result<(), ConfigError> {
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
-        let (_, jobs, text) = match load(&self.options.config) {
+        let (config, jobs, text) = match load(&self.options.config) {
             Ok(loaded) => loaded,
             Err(e) => {
                 self.stats.reloaded(false, manager::now_ms());
@@ -120,6 +168,11 @@ impl Collector {
         );
         running.manager = Some(manager);
         running.text = text;
+        if format!("{:?}", config.syslog) != self.syslog_config {
+            tracing::warn!(
+                "the syslog section changed: its listeners keep their settings until a restart"
+            );
+        }
         self.stats.reloaded(true, manager::now_ms());
         Ok(())
     }
@@ -164,9 +217,18 @@ impl Collector {
         &self.store
     }
 
+    pub fn logs(&self) -> &Arc<LogStore> {
+        &self.logs
+    }
+
+    /// Where the syslog listeners are bound, in configuration order.
+    pub fn syslog_addresses(&self) -> &[std::net::SocketAddr] {
+        &self.syslog_addresses
+    }
+
     /// The self-metrics as OpenMetrics text.
     pub fn metrics(&self) -> String {
-        crate::selfmetrics::render(&self.stats, &self.store)
+        crate::selfmetrics::render(&self.stats, &self.store, &self.logs, &self.syslog_stats)
     }
 
     /// Stops scraping (loops finish their scrape in flight) and maintenance.
@@ -194,13 +256,46 @@ impl Collector {
 
     fn maintenance_loop(&self) {
         let mut last = std::time::Instant::now();
+        let mut last_logs = std::time::Instant::now();
         while !self.stop.load(Ordering::Relaxed) {
             std::thread::sleep(Duration::from_millis(100));
+            if last_logs.elapsed() >= self.options.logs_flush_interval
+                || self.logs.head_len() >= LOG_HEAD_MAX_LINES
+            {
+                last_logs = std::time::Instant::now();
+                self.maintain_logs();
+            }
             if last.elapsed() < self.options.flush_interval {
                 continue;
             }
             last = std::time::Instant::now();
             self.maintain();
+        }
+    }
+
+    /// Flush the log head, compact finished hours, apply retention.
+    pub fn maintain_logs(&self) {
+        match self.logs.flush() {
+            Ok(Some(meta)) => tracing::info!(
+                lines = meta.rows(),
+                bytes = meta.bytes(),
+                "log head flushed"
+            ),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "flushing the log head failed; lines stay in the WAL")
+            }
+        }
+        let now_ns = manager::now_ms().saturating_mul(1_000_000);
+        if let Err(e) = self.logs.compact(now_ns) {
+            tracing::error!(error = %e, "log compaction failed");
+        }
+        let max_age = (self.options.retention_time.as_nanos() as i64).max(0);
+        if let Err(e) = self
+            .logs
+            .apply_retention(now_ns, max_age, self.options.retention_size)
+        {
+            tracing::error!(error = %e, "log retention failed");
         }
     }
 

@@ -15,3 +15,4 @@ mod process;
 mod prometheus;
 mod services;
 mod serving;
+mod syslog;

@@ -346,37 +346,8 @@ impl LogStore {
     /// Lines with event time in [start_ns, end_ns] as Arrow batches: parts
     /// pruned by their manifest's per-file time ranges, then the head.
     pub fn scan(&self, start_ns: i64, end_ns: i64) -> Result<Vec<RecordBatch>, LogStoreError> {
-        let mut out = Vec::new();
-        for part in list_parts(&self.dir)? {
-            let Ok(meta) = read_part_meta(&part) else {
-                continue;
-            };
-            for f in meta
-                .files
-                .iter()
-                .filter(|f| f.max_time >= start_ns && f.min_time <= end_ns)
-            {
-                match batches(&part.join(&f.file)) {
-                    Ok(bs) => out.extend(
-                        bs.into_iter()
-                            .filter_map(|b| in_range(&b, start_ns, end_ns)),
-                    ),
-                    Err(e) => tracing::error!(error = %e, "unreadable log file skipped"),
-                }
-            }
-        }
         let head = self.head.read().unwrap_or_else(|p| p.into_inner());
-        let rows: Vec<&LogRecord> = head
-            .iter()
-            .filter(|r| r.timestamp_ns >= start_ns && r.timestamp_ns <= end_ns)
-            .collect();
-        if !rows.is_empty() {
-            out.push(to_batch(&rows).map_err(|e| LogStoreError::Io {
-                path: self.dir.clone(),
-                msg: e.to_string(),
-            })?);
-        }
-        Ok(out)
+        scan_in(&self.dir, &head, start_ns, end_ns)
     }
 
     /// Merges the parts whose files all lie in hours before the current one
@@ -449,6 +420,79 @@ impl LogStore {
             .fold((0, 0, 0), |(n, r, b), m| {
                 (n + 1, r + m.rows(), b + m.bytes())
             })
+    }
+}
+
+/// `LogStore::scan` over a directory and a head.
+fn scan_in(
+    dir: &Path,
+    head: &[LogRecord],
+    start_ns: i64,
+    end_ns: i64,
+) -> Result<Vec<RecordBatch>, LogStoreError> {
+    let mut out = Vec::new();
+    for part in list_parts(dir)? {
+        let Ok(meta) = read_part_meta(&part) else {
+            continue;
+        };
+        for f in meta
+            .files
+            .iter()
+            .filter(|f| f.max_time >= start_ns && f.min_time <= end_ns)
+        {
+            match batches(&part.join(&f.file)) {
+                Ok(bs) => out.extend(
+                    bs.into_iter()
+                        .filter_map(|b| in_range(&b, start_ns, end_ns)),
+                ),
+                Err(e) => tracing::error!(error = %e, "unreadable log file skipped"),
+            }
+        }
+    }
+    let rows: Vec<&LogRecord> = head
+        .iter()
+        .filter(|r| r.timestamp_ns >= start_ns && r.timestamp_ns <= end_ns)
+        .collect();
+    if !rows.is_empty() {
+        out.push(to_batch(&rows).map_err(|e| LogStoreError::Io {
+            path: dir.to_path_buf(),
+            msg: e.to_string(),
+        })?);
+    }
+    Ok(out)
+}
+
+/// A read-only view of a log store directory (parts plus the WAL replayed
+/// privately): safe while a collector writes it.
+pub struct LogSnapshot {
+    dir: PathBuf,
+    head: Vec<LogRecord>,
+    pub report: wal::ReplayReport,
+}
+
+impl LogSnapshot {
+    pub fn open(dir: &Path) -> Result<LogSnapshot, LogStoreError> {
+        let wal_before = list_parts(dir)?
+            .iter()
+            .filter_map(|p| read_part_meta(p).ok())
+            .map(|m| m.wal_before)
+            .max()
+            .unwrap_or(0);
+        let mut head = Vec::new();
+        let report = Wal::replay_from(&dir.join("wal"), wal_before, |b| {
+            if let Ok(r) = LogRecord::decode(b) {
+                head.push(r);
+            }
+        })?;
+        Ok(LogSnapshot {
+            dir: dir.to_path_buf(),
+            head,
+            report,
+        })
+    }
+
+    pub fn scan(&self, start_ns: i64, end_ns: i64) -> Result<Vec<RecordBatch>, LogStoreError> {
+        scan_in(&self.dir, &self.head, start_ns, end_ns)
     }
 }
 

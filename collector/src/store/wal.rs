@@ -92,12 +92,21 @@ pub fn drop_segments_before(dir: &Path, segment: u64) -> Result<usize, WalError>
 impl Wal {
     /// Reads every valid record without changing anything on disk (for
     /// inspecting a WAL that another process may be writing).
-    pub fn replay(dir: &Path, mut apply: impl FnMut(&[u8])) -> Result<ReplayReport, WalError> {
+    pub fn replay(dir: &Path, apply: impl FnMut(&[u8])) -> Result<ReplayReport, WalError> {
+        Self::replay_from(dir, 0, apply)
+    }
+
+    /// `replay` of the segments numbered `first` and above.
+    pub fn replay_from(
+        dir: &Path,
+        first: u64,
+        mut apply: impl FnMut(&[u8]),
+    ) -> Result<ReplayReport, WalError> {
         let mut report = ReplayReport::default();
         if !dir.exists() {
             return Ok(report);
         }
-        for n in segments(dir)? {
+        for n in segments(dir)?.into_iter().filter(|n| *n >= first) {
             let path = segment_path(dir, n);
             let (valid_len, damage) = replay_segment(&path, &mut apply, &mut report.records)?;
             report.segments += 1;

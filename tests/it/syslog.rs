@@ -1,0 +1,329 @@
+//! Syslog into the log store with real senders: Debian's rsyslog forwarding
+//! over TCP (octet-counted RFC 5424 and newline-framed RFC 3164) and UDP,
+//! and util-linux `logger`. Counts stored == counts sent; kill -9 loses
+//! nothing that was read.
+
+use crate::harness::{free_port, get_text, http_get, require, spawn, wait_until, Service, OURS};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::process::Command;
+use std::time::Duration;
+
+/// A collector with a UDP and a TCP syslog listener; returns it with (udp, tcp) ports.
+fn collector_with_syslog(dir: &std::path::Path, max: usize) -> (Service, u16, u16) {
+    let (udp, tcp, web) = (free_port(), free_port(), free_port());
+    let cfg = dir.join("carbonio-monitor.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "syslog:\n  timezone: Europe/Rome\n  max_message_size: {max}\n  listeners:\n    - protocol: udp\n      address: 127.0.0.1:{udp}\n    - protocol: tcp\n      address: 127.0.0.1:{tcp}\n"
+        ),
+    )
+    .unwrap();
+    let svc = start(&cfg, &dir.join("data"), web);
+    (svc, udp, tcp)
+}
+
+fn start(cfg: &std::path::Path, data: &std::path::Path, web: u16) -> Service {
+    let mut cmd = Command::new(OURS);
+    cmd.arg("collector")
+        .arg("--config")
+        .arg(cfg)
+        .arg("--data")
+        .arg(data)
+        .arg(format!("--web.listen-address=127.0.0.1:{web}"));
+    let svc = spawn("collector", tempfile::tempdir().unwrap(), web, cmd);
+    wait_until("the collector to be ready", Duration::from_secs(30), || {
+        http_get(&svc.url("/-/ready"), &[]).is_ok_and(|r| r.0 == 200)
+    });
+    svc
+}
+
+/// Every stored line, from `debug logs-dump`.
+fn stored(data: &std::path::Path) -> Vec<serde_json::Value> {
+    let out = Command::new(OURS)
+        .args(["debug", "logs-dump"])
+        .arg(data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn metric(svc: &Service, name: &str) -> f64 {
+    get_text(&svc.url("/metrics"))
+        .lines()
+        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// rsyslog (imtcp in, three omfwd actions out) relays N messages: each must
+/// arrive three times — octet-counted RFC 5424 over TCP with its structured
+/// data, newline-framed RFC 3164 over TCP, and RFC 3164 over UDP.
+#[test]
+fn rsyslog_forwarding_over_tcp_and_udp_is_stored_whole() {
+    let rsyslogd = require("rsyslogd", "rsyslog");
+    let dir = tempfile::tempdir().unwrap();
+    let (collector, udp, tcp) = collector_with_syslog(dir.path(), 8192);
+    let data = dir.path().join("data");
+    let rs_dir = tempfile::tempdir().unwrap();
+    let inport = free_port();
+    let conf = rs_dir.path().join("rsyslog.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            r#"global(workDirectory="{d}" maxMessageSize="64k")
+module(load="imtcp")
+input(type="imtcp" port="{inport}" address="127.0.0.1")
+action(type="omfwd" target="127.0.0.1" port="{tcp}" protocol="tcp" TCP_Framing="octet-counted" template="RSYSLOG_SyslogProtocol23Format"
+       queue.type="LinkedList" action.resumeRetryCount="-1")
+action(type="omfwd" target="127.0.0.1" port="{tcp}" protocol="tcp" template="RSYSLOG_TraditionalForwardFormat"
+       queue.type="LinkedList" action.resumeRetryCount="-1")
+action(type="omfwd" target="127.0.0.1" port="{udp}" protocol="udp" template="RSYSLOG_TraditionalForwardFormat")
+"#,
+            d = rs_dir.path().display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new(&rsyslogd);
+    cmd.arg("-n")
+        .arg("-f")
+        .arg(&conf)
+        .arg("-i")
+        .arg(rs_dir.path().join("rsyslogd.pid"));
+    let _rsyslog = spawn("rsyslogd", rs_dir, inport, cmd);
+    wait_until("rsyslog to listen", Duration::from_secs(20), || {
+        std::net::TcpStream::connect(("127.0.0.1", inport)).is_ok()
+    });
+
+    // Octet-counted RFC 5424 into rsyslog: unicode, escapes in SD, empty fields.
+    let n = 300;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", inport)).unwrap();
+    for i in 0..n {
+        let msg = format!(
+            r#"<134>1 2026-11-23T10:00:00.{i:06}+01:00 mbox{m}.example.com carbonio {pid} AUDIT [audit@32473 user="u{i}@example.com" note="quote \" and \] here"] id={i} login ok — ünïcode ✓"#,
+            m = i % 3,
+            pid = 1000 + i
+        );
+        write!(s, "{} {msg}", msg.len()).unwrap();
+    }
+    s.flush().unwrap();
+    drop(s);
+    let count = |v: &[serde_json::Value], scheme: &str| {
+        v.iter()
+            .filter(|l| l["source"].as_str().unwrap().starts_with(scheme))
+            .count()
+    };
+    wait_until("3 copies of every message", Duration::from_secs(60), || {
+        let v = stored(&data);
+        count(&v, "tcp://") >= 2 * n && count(&v, "udp://") >= n
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let v = stored(&data);
+    assert_eq!((count(&v, "tcp://"), count(&v, "udp://")), (2 * n, n));
+    let mut copies: BTreeMap<String, Vec<&serde_json::Value>> = BTreeMap::new();
+    for l in &v {
+        let m = l["message"].as_str().unwrap();
+        let id = m
+            .split_whitespace()
+            .find(|w| w.starts_with("id="))
+            .unwrap()
+            .to_string();
+        copies.entry(id).or_default().push(l);
+    }
+    assert_eq!(copies.len(), n);
+    for (id, c) in &copies {
+        assert_eq!(c.len(), 3, "{id}");
+        for l in c {
+            assert!(
+                l["message"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with("login ok — ünïcode ✓"),
+                "{l}"
+            );
+            assert_eq!(l["app"], "carbonio", "{l}");
+            assert_eq!(
+                (l["facility"].as_u64(), l["severity"].as_u64()),
+                (Some(16), Some(6))
+            );
+            assert!(l["host"].as_str().unwrap().starts_with("mbox"), "{l}");
+        }
+        let with_sd: Vec<_> = c.iter().filter(|l| l["structured_data"] != "").collect();
+        assert_eq!(with_sd.len(), 1, "{id}: {c:?}");
+        let sd: serde_json::Value =
+            serde_json::from_str(with_sd[0]["structured_data"].as_str().unwrap()).unwrap();
+        assert_eq!(sd["audit@32473"]["note"], "quote \" and ] here");
+        assert_eq!(with_sd[0]["msgid"], "AUDIT");
+    }
+    assert_eq!(
+        metric(&collector, "carbonio_collector_syslog_messages_total"),
+        (3 * n) as f64
+    );
+    assert_eq!(
+        metric(
+            &collector,
+            "carbonio_collector_syslog_parse_fallbacks_total"
+        ),
+        0.0
+    );
+}
+
+/// `logger` over TCP (octet-counted, with an embedded newline) and UDP;
+/// an oversize message is truncated and counted; a header-less line is kept raw.
+#[test]
+fn logger_messages_edge_cases_and_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut collector, udp, tcp) = collector_with_syslog(dir.path(), 1024);
+    let data = dir.path().join("data");
+    let logger = |args: &[&str], msg: &str| {
+        let st = Command::new("logger").args(args).arg(msg).status().unwrap();
+        assert!(st.success());
+    };
+    let (udp, tcp) = (udp.to_string(), tcp.to_string());
+    logger(
+        &[
+            "-n",
+            "127.0.0.1",
+            "-P",
+            &tcp,
+            "-T",
+            "--octet-count",
+            "--rfc5424",
+            "-t",
+            "zmmailboxd",
+            "--msgid",
+            "LOGIN",
+            "--sd-id",
+            "meta@1",
+            "--sd-param",
+            "ip=\"10.0.0.9\"",
+            "-p",
+            "local0.err",
+        ],
+        "first line\nsecond line",
+    );
+    logger(
+        &[
+            "-n",
+            "127.0.0.1",
+            "-P",
+            &udp,
+            "-d",
+            "--rfc3164",
+            "-t",
+            "postfix/smtpd",
+            "-p",
+            "mail.info",
+        ],
+        "connect from unknown[10.0.0.1]",
+    );
+    let big = "x".repeat(3000);
+    logger(
+        &[
+            "-n",
+            "127.0.0.1",
+            "-P",
+            &tcp,
+            "-T",
+            "--octet-count",
+            "--rfc5424",
+            "-S",
+            "8192",
+            "-t",
+            "big",
+        ],
+        &big,
+    );
+    {
+        let mut s =
+            std::net::TcpStream::connect(("127.0.0.1", tcp.parse::<u16>().unwrap())).unwrap();
+        s.write_all(b"no header at all, just text\n").unwrap();
+    }
+    wait_until("four lines stored", Duration::from_secs(20), || {
+        stored(&data).len() >= 4
+    });
+    let v = stored(&data);
+    let by_app = |app: &str| {
+        v.iter()
+            .find(|l| l["app"] == app)
+            .unwrap_or_else(|| panic!("no {app}: {v:?}"))
+    };
+    let m = by_app("zmmailboxd");
+    assert_eq!(m["message"], "first line\nsecond line");
+    assert_eq!(
+        (m["facility"].as_u64(), m["severity"].as_u64()),
+        (Some(16), Some(3))
+    );
+    assert_eq!(m["msgid"], "LOGIN");
+    assert!(m["structured_data"].as_str().unwrap().contains("10.0.0.9"));
+    let p = by_app("postfix/smtpd");
+    assert_eq!(p["message"], "connect from unknown[10.0.0.1]");
+    assert!(p["source"]
+        .as_str()
+        .unwrap()
+        .starts_with("udp://127.0.0.1:"));
+    let b = by_app("big");
+    assert!(b["message"].as_str().unwrap().len() < 1024);
+    let raw = v
+        .iter()
+        .find(|l| l["message"] == "no header at all, just text")
+        .unwrap();
+    assert_eq!(raw["host"], "127.0.0.1");
+    assert_eq!(
+        metric(&collector, "carbonio_collector_syslog_truncated_total"),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &collector,
+            "carbonio_collector_syslog_parse_fallbacks_total"
+        ),
+        1.0
+    );
+
+    // Sustained TCP ingest, then kill -9: every line the collector read is stored once.
+    let tcp_port: u16 = tcp.parse().unwrap();
+    let sender = std::thread::spawn(move || {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", tcp_port)).unwrap();
+        let mut sent = 0u64;
+        for i in 0..2_000_000u64 {
+            let msg = format!("<13>1 2026-11-23T10:00:00Z h app - - - seq={i}");
+            if write!(s, "{} {msg}", msg.len()).is_err() {
+                break;
+            }
+            sent = i + 1;
+        }
+        sent
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    collector.kill_9();
+    let sent = sender.join().unwrap();
+    let v = stored(&data);
+    let mut seqs: Vec<u64> = v
+        .iter()
+        .filter_map(|l| l["message"].as_str()?.strip_prefix("seq=")?.parse().ok())
+        .collect();
+    let total = seqs.len();
+    seqs.sort_unstable();
+    seqs.dedup();
+    assert_eq!(seqs.len(), total, "duplicates after kill -9");
+    assert!(total > 1000, "only {total} lines stored");
+    // What was stored is a prefix of what was sent: nothing read was skipped.
+    assert_eq!(seqs.last().copied(), Some(total as u64 - 1));
+    assert!(total as u64 <= sent);
+    // Restarted on the same data, the lines are still there once.
+    let collector = start(&dir.path().join("carbonio-monitor.yml"), &data, free_port());
+    let again = stored(&data).len();
+    assert_eq!(again, v.len());
+    drop(collector);
+}
