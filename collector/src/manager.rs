@@ -420,7 +420,7 @@ fn scrape_loop(
 
 /// Appends samples as one acknowledged batch; false if the WAL refused them.
 fn write_samples(store: &Store, samples: Vec<crate::scrape::target::Sample>) -> bool {
-    let batch: Vec<(Arc<Labels>, i64, f64)> = samples
+    let batch: Vec<(Arc<crate::store::SeriesLabels>, i64, f64)> = samples
         .into_iter()
         .map(|s| (s.labels, s.timestamp_ms, s.value))
         .collect();

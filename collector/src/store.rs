@@ -120,6 +120,65 @@ fn series_in(
     Ok(out.into_iter().collect())
 }
 
+/// What `Store::append` takes as a series: its labels, and possibly a place
+/// to remember the series id so the next append skips the label lookup.
+pub trait AsSeries {
+    fn labels(&self) -> &Labels;
+    fn id_hint(&self) -> Option<u64> {
+        None
+    }
+    fn remember_id(&self, _id: u64) {}
+}
+
+impl AsSeries for Labels {
+    fn labels(&self) -> &Labels {
+        self
+    }
+}
+
+/// A label set that remembers its series id in the store (the scrape cache
+/// holds these, so a known series costs no label hashing on append).
+#[derive(Debug, Default)]
+pub struct SeriesLabels {
+    labels: Labels,
+    /// 0 until the store assigned one (ids start at 1).
+    id: std::sync::atomic::AtomicU64,
+}
+
+impl SeriesLabels {
+    pub fn new(labels: Labels) -> Self {
+        SeriesLabels {
+            labels,
+            id: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+}
+
+impl std::ops::Deref for SeriesLabels {
+    type Target = Labels;
+    fn deref(&self) -> &Labels {
+        &self.labels
+    }
+}
+
+impl PartialEq for SeriesLabels {
+    fn eq(&self, other: &Self) -> bool {
+        self.labels == other.labels
+    }
+}
+
+impl AsSeries for std::sync::Arc<SeriesLabels> {
+    fn labels(&self) -> &Labels {
+        &self.labels
+    }
+    fn id_hint(&self) -> Option<u64> {
+        Some(self.id.load(std::sync::atomic::Ordering::Relaxed)).filter(|id| *id != 0)
+    }
+    fn remember_id(&self, id: u64) {
+        self.id.store(id, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// The read API shared by the live store and read-only snapshots.
 pub trait MetricRead {
     /// Series matching `matchers` with their samples in [start, end], from
@@ -378,19 +437,20 @@ impl Store {
 
     /// Appends one batch (e.g. one scrape): new series records and the samples
     /// go to the WAL in one fsynced write, then into the head.
-    pub fn append<L: std::borrow::Borrow<Labels>>(
-        &self,
-        batch: &[(L, i64, f64)],
-    ) -> Result<(), WalError> {
+    pub fn append<L: AsSeries>(&self, batch: &[(L, i64, f64)]) -> Result<(), WalError> {
         let _order = self.append_lock.lock().unwrap_or_else(|p| p.into_inner());
         let mut new_series: Vec<(u64, Labels)> = Vec::new();
         let mut new_ids: std::collections::HashMap<&Labels, u64> = std::collections::HashMap::new();
         let mut samples = Vec::with_capacity(batch.len());
         {
             let mut head = self.head.write().unwrap_or_else(|p| p.into_inner());
-            for (labels, ts, v) in batch {
-                let labels = labels.borrow();
-                let id = match head.id_of(labels).or_else(|| new_ids.get(labels).copied()) {
+            for (key, ts, v) in batch {
+                let known = key.id_hint().filter(|id| head.contains(*id));
+                let labels = key.labels();
+                let id = match known
+                    .or_else(|| head.id_of(labels))
+                    .or_else(|| new_ids.get(labels).copied())
+                {
                     Some(id) => id,
                     None => {
                         let id = head.allocate();
@@ -399,6 +459,9 @@ impl Store {
                         id
                     }
                 };
+                if known.is_none() {
+                    key.remember_id(id);
+                }
                 samples.push((id, *ts, *v));
             }
         }

@@ -37,7 +37,7 @@ fn dump(data: &std::path::Path) -> (Vec<(String, usize)>, String) {
 }
 
 /// Starts `collector` on a free port; returns once it serves `/-/ready`.
-fn start_collector(
+pub fn start_collector(
     cfg: &std::path::Path,
     data: &std::path::Path,
     extra: &[&str],

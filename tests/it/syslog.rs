@@ -3,7 +3,8 @@
 //! and util-linux `logger`. Counts stored == counts sent; kill -9 loses
 //! nothing that was read.
 
-use crate::harness::{free_port, get_text, http_get, require, spawn, wait_until, Service, OURS};
+use crate::collector::start_collector;
+use crate::harness::{free_port, get_text, require, spawn, wait_until, Service, OURS};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::Command;
@@ -11,7 +12,7 @@ use std::time::Duration;
 
 /// A collector with a UDP and a TCP syslog listener; returns it with (udp, tcp) ports.
 fn collector_with_syslog(dir: &std::path::Path, max: usize) -> (Service, u16, u16) {
-    let (udp, tcp, web) = (free_port(), free_port(), free_port());
+    let (udp, tcp) = (free_port(), free_port());
     let cfg = dir.join("carbonio-monitor.yml");
     std::fs::write(
         &cfg,
@@ -20,23 +21,8 @@ fn collector_with_syslog(dir: &std::path::Path, max: usize) -> (Service, u16, u1
         ),
     )
     .unwrap();
-    let svc = start(&cfg, &dir.join("data"), web);
+    let svc = start_collector(&cfg, &dir.join("data"), &[]);
     (svc, udp, tcp)
-}
-
-fn start(cfg: &std::path::Path, data: &std::path::Path, web: u16) -> Service {
-    let mut cmd = Command::new(OURS);
-    cmd.arg("collector")
-        .arg("--config")
-        .arg(cfg)
-        .arg("--data")
-        .arg(data)
-        .arg(format!("--web.listen-address=127.0.0.1:{web}"));
-    let svc = spawn("collector", tempfile::tempdir().unwrap(), web, cmd);
-    wait_until("the collector to be ready", Duration::from_secs(30), || {
-        http_get(&svc.url("/-/ready"), &[]).is_ok_and(|r| r.0 == 200)
-    });
-    svc
 }
 
 /// Every stored line, from `debug logs-dump`.
@@ -322,7 +308,7 @@ fn logger_messages_edge_cases_and_kill_9() {
     assert_eq!(seqs.last().copied(), Some(total as u64 - 1));
     assert!(total as u64 <= sent);
     // Restarted on the same data, the lines are still there once.
-    let collector = start(&dir.path().join("carbonio-monitor.yml"), &data, free_port());
+    let collector = start_collector(&dir.path().join("carbonio-monitor.yml"), &data, &[]);
     let again = stored(&data).len();
     assert_eq!(again, v.len());
     drop(collector);

@@ -6,6 +6,7 @@
 use super::parse::{Event, Format, MetricType, Parser};
 use crate::config::{Job, Scheme};
 use crate::relabel::{self, Labels};
+use crate::store::SeriesLabels;
 use base64::Engine;
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
@@ -22,7 +23,7 @@ const MAX_BODY: u64 = 256 << 20;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
     /// All labels, `__name__` included (shared with the scrape cache).
-    pub labels: Arc<Labels>,
+    pub labels: Arc<SeriesLabels>,
     pub value: f64,
     pub timestamp_ms: i64,
 }
@@ -57,7 +58,7 @@ pub struct ScrapeResult {
 /// and it knows which series the last scrape had, for staleness.
 #[derive(Debug, Default)]
 pub struct TargetState {
-    cache: HashMap<String, CacheEntry>,
+    cache: HashMap<String, CacheEntry, foldhash::fast::RandomState>,
     /// Number of the current scrape.
     scrape: u64,
     /// Bumped when the configuration may have changed: cached labels are
@@ -67,7 +68,7 @@ pub struct TargetState {
 
 #[derive(Debug)]
 struct CacheEntry {
-    labels: Option<Arc<Labels>>,
+    labels: Option<Arc<SeriesLabels>>,
     /// The last scrape that had this series, and the one before.
     seen: u64,
     prev: u64,
@@ -106,7 +107,7 @@ impl TargetState {
         for name in SYNTHETIC {
             let mut labels = public_labels(target);
             labels.insert("__name__".into(), name.into());
-            out.push(stale(Arc::new(labels), now_ms));
+            out.push(stale(Arc::new(SeriesLabels::new(labels)), now_ms));
         }
         out
     }
@@ -136,7 +137,7 @@ impl TargetState {
     }
 }
 
-fn stale(labels: Arc<Labels>, now_ms: i64) -> Sample {
+fn stale(labels: Arc<SeriesLabels>, now_ms: i64) -> Sample {
     Sample {
         labels,
         value: f64::from_bits(STALE_NAN_BITS),
@@ -196,7 +197,7 @@ impl Scraper {
             let mut labels = public_labels(target);
             labels.insert("__name__".into(), name.into());
             samples.push(Sample {
-                labels: Arc::new(labels),
+                labels: Arc::new(SeriesLabels::new(labels)),
                 value,
                 timestamp_ms: now_ms,
             });
@@ -396,7 +397,8 @@ fn process_cached(
                         e.labels.clone()
                     }
                     Some(e) => {
-                        let labels = final_labels(job, &target_labels, s).map(Arc::new);
+                        let labels = final_labels(job, &target_labels, s)
+                            .map(|l| Arc::new(SeriesLabels::new(l)));
                         // Relabeled differently after a reload: the old series ends.
                         if let Some(old) = e.labels.take().filter(|o| Some(o) != labels.as_ref()) {
                             samples.push(stale(old, now_ms));
@@ -408,7 +410,8 @@ fn process_cached(
                     }
                     None => {
                         let key = s.series.to_string();
-                        let labels = final_labels(job, &target_labels, s).map(Arc::new);
+                        let labels = final_labels(job, &target_labels, s)
+                            .map(|l| Arc::new(SeriesLabels::new(l)));
                         *added += usize::from(labels.is_some());
                         state.cache.insert(
                             key,

@@ -70,6 +70,10 @@ pub struct Head {
 }
 
 impl Head {
+    pub fn contains(&self, id: u64) -> bool {
+        self.series.contains_key(&id)
+    }
+
     pub fn id_of(&self, labels: &Labels) -> Option<u64> {
         self.ids.get(labels).copied()
     }
