@@ -89,7 +89,11 @@ impl Framer {
             });
             let step = match mode {
                 Mode::OctetCounting => match octet_length(rest) {
-                    Some(Ok((len, header))) => self.octet_frame(rest, len, header),
+                    // A frame cut short by the end of the stream is kept as it came.
+                    Some(Ok((len, header))) => match self.octet_frame(rest, len, header) {
+                        None if eof => self.line_frame(rest, eof),
+                        step => step,
+                    },
                     Some(Err(())) => self.line_frame(rest, eof),
                     None if eof => self.line_frame(rest, eof),
                     None => None,
@@ -235,6 +239,13 @@ mod tests {
             got,
             [("<13>01".to_string(), true), ("<13>ok".to_string(), false)]
         );
+    }
+
+    #[test]
+    fn frame_cut_short_by_eof_is_kept() {
+        // Found by the syslog_framing fuzz target.
+        let got = frames(&[b"01\n1 "], 100);
+        assert_eq!(got, [("01".to_string(), false), ("1 ".to_string(), false)]);
     }
 
     #[test]
