@@ -32,7 +32,7 @@ pub enum Command {
         #[command(subcommand)]
         kind: ExporterKind,
     },
-    /// Collector role: scrapes the configured targets into the WAL-backed store (syslog and tailing not built yet).
+    /// Collector role: scrapes the configured targets and receives syslog into the WAL-backed stores (file tailing not built yet).
     Collector(CollectorArgs),
     /// Query role (PromQL/HTTP API, log search, SQL, UI). Not built yet.
     Query,

@@ -55,7 +55,7 @@ pub struct Config {
 }
 
 /// The `syslog:` section.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SyslogConfig {
     /// Zone of timestamps that carry none (RFC 3164), an IANA name.
@@ -114,7 +114,7 @@ impl SyslogProtocol {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SyslogListener {
     pub protocol: SyslogProtocol,
@@ -130,7 +130,7 @@ impl SyslogListener {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SyslogTls {
     pub cert_file: PathBuf,

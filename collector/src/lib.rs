@@ -1,13 +1,14 @@
 //! Carbonio Monitoring collector: scraping (`scrape`), syslog ingestion
 //! (`syslog`), file tailing (`tail`) and the columnar store (`store`).
 //!
-//! Built so far: the configuration (`config`, Prometheus's `global` and
-//! `scrape_configs` format), relabeling (`relabel`), durations, target
-//! discovery from static and file_sd configs (`discovery`), the exposition
-//! parser (`scrape::parse`) and one scrape of one target with synthetic
-//! series and staleness (`scrape::target`). The scheduler that runs scrapes,
-//! config reload, and the store (issue #4) and the log pipeline (issue #5)
-//! are not built yet.
+//! Built so far: the configuration (`config`), relabeling (`relabel`),
+//! target discovery (`discovery`), the exposition parser and one scrape with
+//! its cache and staleness (`scrape`), the scrape manager (`manager`), the
+//! role as one object with reload and maintenance (`service`), its HTTP
+//! listener (`http`) and self-metrics (`selfmetrics`), OpenMetrics backfill
+//! (`import`), the metric and log stores (`store`), and syslog over UDP, TCP
+//! and TLS (`syslog`, records in `logs`). File tailing (issue #5) is not
+//! built yet.
 
 pub mod config;
 pub mod discovery;

@@ -3,12 +3,13 @@
 //! store's head and block figures, bytes per sample included.
 
 use crate::store::logs::LogStore;
-use crate::store::{MetricRead, Store};
+use crate::store::Store;
 use crate::syslog::stats::{udp_receive_buffer_errors, ListenerCounts, SyslogStats};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -115,6 +116,22 @@ fn gauge(enc: &mut DescriptorEncoder, name: &str, help: &str, v: f64) -> std::fm
     g.encode(enc.encode_descriptor(name, help, None, g.metric_type())?)
 }
 
+/// One metric family of `kind` with a labelled sample per row; its HELP and
+/// TYPE are written even when there are no rows yet.
+fn family<'a, M: EncodeMetric, const N: usize>(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    kind: MetricType,
+    rows: impl Iterator<Item = ([(&'a str, &'a str); N], M)>,
+) -> std::fmt::Result {
+    let mut f = enc.encode_descriptor(name, help, None, kind)?;
+    for (labels, m) in rows {
+        m.encode(f.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
 fn counter(enc: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> std::fmt::Result {
     let c = ConstCounter::new(v);
     c.encode(enc.encode_descriptor(name, help, None, c.metric_type())?)
@@ -124,43 +141,30 @@ impl Collector for SelfCollector {
     fn encode(&self, mut enc: DescriptorEncoder) -> std::fmt::Result {
         let s = &self.stats;
         let jobs = s.jobs.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        family(
+            &mut enc,
+            "carbonio_collector_targets",
+            "Active scrape targets per job",
+            MetricType::Gauge,
+            jobs.iter()
+                .map(|(j, st)| ([("job", j.as_str())], ConstGauge::new(st.targets as i64))),
+        )?;
         type Pick = fn(&JobStats) -> u64;
-        let per_job: [(&str, &str, bool, Pick); 3] = [
-            (
-                "carbonio_collector_targets",
-                "Active scrape targets per job",
-                false,
-                |j| j.targets,
-            ),
-            (
-                "carbonio_collector_scrapes",
-                "Scrapes done per job",
-                true,
-                |j| j.scrapes,
-            ),
+        let counters: [(&str, &str, Pick); 2] = [
+            ("carbonio_collector_scrapes", "Scrapes done per job", |j| {
+                j.scrapes
+            }),
             (
                 "carbonio_collector_scrape_failures",
                 "Scrapes that failed (up == 0) per job",
-                true,
                 |j| j.failures,
             ),
         ];
-        for (name, help, is_counter, pick) in per_job {
-            if is_counter {
-                let proto = ConstCounter::new(0u64);
-                let mut family = enc.encode_descriptor(name, help, None, proto.metric_type())?;
-                for (job, stats) in &jobs {
-                    ConstCounter::new(pick(stats))
-                        .encode(family.encode_family(&[("job", job.as_str())])?)?;
-                }
-            } else {
-                let proto = ConstGauge::new(0i64);
-                let mut family = enc.encode_descriptor(name, help, None, proto.metric_type())?;
-                for (job, stats) in &jobs {
-                    ConstGauge::new(pick(stats) as i64)
-                        .encode(family.encode_family(&[("job", job.as_str())])?)?;
-                }
-            }
+        for (name, help, pick) in counters {
+            let rows = jobs
+                .iter()
+                .map(|(j, st)| ([("job", j.as_str())], ConstCounter::new(pick(st))));
+            family(&mut enc, name, help, MetricType::Counter, rows)?;
         }
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         counter(
@@ -218,7 +222,7 @@ impl Collector for SelfCollector {
             &mut enc,
             "carbonio_collector_metric_families",
             "Metric families with metadata",
-            self.store.metadata().len() as f64,
+            self.store.with_head(|h| h.metadata().len()) as f64,
         )?;
         let blocks = self.store.block_stats();
         gauge(
@@ -297,12 +301,10 @@ impl SelfCollector {
             ),
         ];
         for (name, help, pick) in per_listener {
-            let mut family =
-                enc.encode_descriptor(name, help, None, ConstCounter::new(0u64).metric_type())?;
-            for (listener, c) in &listeners {
-                ConstCounter::new(pick(c))
-                    .encode(family.encode_family(&[("listener", listener.as_str())])?)?;
-            }
+            let rows = listeners
+                .iter()
+                .map(|(l, c)| ([("listener", l.as_str())], ConstCounter::new(pick(c))));
+            family(enc, name, help, MetricType::Counter, rows)?;
         }
         let peers = self.syslog.peers();
         for (name, help, bytes) in [
@@ -317,16 +319,15 @@ impl SelfCollector {
                 true,
             ),
         ] {
-            let mut family =
-                enc.encode_descriptor(name, help, None, ConstCounter::new(0u64).metric_type())?;
-            for ((listener, peer), c) in &peers {
-                let peer = peer.to_string();
+            let peer_names: Vec<String> = peers.keys().map(|(_, ip)| ip.to_string()).collect();
+            let rows = peers.iter().zip(&peer_names).map(|(((l, _), c), peer)| {
                 let v = if bytes { c.bytes } else { c.messages };
-                ConstCounter::new(v).encode(family.encode_family(&[
-                    ("listener", listener.as_str()),
-                    ("peer", peer.as_str()),
-                ])?)?;
-            }
+                (
+                    [("listener", l.as_str()), ("peer", peer.as_str())],
+                    ConstCounter::new(v),
+                )
+            });
+            family(enc, name, help, MetricType::Counter, rows)?;
         }
         if let Some(n) = udp_receive_buffer_errors() {
             counter(enc, "carbonio_collector_udp_receive_buffer_errors", "UDP datagrams the kernel dropped for a full receive buffer (host-wide RcvbufErrors)", n)?;

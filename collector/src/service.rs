@@ -55,7 +55,7 @@ pub struct Collector {
     syslog_stats: Arc<SyslogStats>,
     syslog_addresses: Vec<std::net::SocketAddr>,
     /// The syslog section listeners were started with (changes need a restart).
-    syslog_config: String,
+    syslog_config: crate::config::SyslogConfig,
     /// Runs the syslog listeners; dropped last.
     _runtime: tokio::runtime::Runtime,
     stats: Arc<Stats>,
@@ -116,7 +116,7 @@ impl Collector {
             logs,
             syslog_stats,
             syslog_addresses,
-            syslog_config: format!("{:?}", config.syslog),
+            syslog_config: config.syslog.clone(),
             _runtime: runtime,
             stats,
             stash,
@@ -168,7 +168,7 @@ impl Collector {
         );
         running.manager = Some(manager);
         running.text = text;
-        if format!("{:?}", config.syslog) != self.syslog_config {
+        if config.syslog != self.syslog_config {
             tracing::warn!(
                 "the syslog section changed: its listeners keep their settings until a restart"
             );

@@ -28,15 +28,9 @@ fn select_in(
     let mut merged: std::collections::BTreeMap<Labels, Vec<(i64, f64)>> =
         std::collections::BTreeMap::new();
     for dir in list_blocks(dir)? {
-        let meta: BlockMeta = match std::fs::read(dir.join("meta.json"))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-        {
-            Some(m) => m,
-            None => {
-                tracing::warn!(block = %dir.display(), "block without a readable meta.json skipped");
-                continue;
-            }
+        let Some(meta) = read_meta(&dir) else {
+            tracing::warn!(block = %dir.display(), "block without a readable meta.json skipped");
+            continue;
         };
         if meta.max_time < start || meta.min_time > end {
             continue;
@@ -239,14 +233,7 @@ fn set_aside_damaged_blocks(dir: &Path) -> Result<Vec<std::path::PathBuf>, Store
         let Err(e) = block::verify(&block_dir) else {
             continue;
         };
-        let damaged = dir.join("damaged");
-        let target = damaged.join(block_dir.file_name().unwrap_or_default());
-        let io = |source| BlockError::Io {
-            path: target.clone(),
-            source,
-        };
-        std::fs::create_dir_all(&damaged).map_err(io)?;
-        std::fs::rename(&block_dir, &target).map_err(io)?;
+        let target = block::set_aside(dir, &block_dir)?;
         tracing::error!(error = %e, moved_to = %target.display(), "damaged block set aside");
         moved.push(target);
     }
@@ -897,10 +884,7 @@ mod tests {
     #[test]
     fn appends_survive_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let up: Labels = [("__name__", "up"), ("job", "node")]
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let up = l(&[("__name__", "up"), ("job", "node")]);
         {
             let (store, _) = Store::open(dir.path()).unwrap();
             store.append(&[(up.clone(), 1000, 1.0)]).unwrap();
@@ -921,10 +905,7 @@ mod tests {
     #[test]
     fn flush_moves_samples_to_a_block_and_trims_the_wal() {
         let dir = tempfile::tempdir().unwrap();
-        let up: Labels = [("__name__", "up"), ("job", "node")]
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let up = l(&[("__name__", "up"), ("job", "node")]);
         let sel = [head::Matcher::Equal("__name__".into(), "up".into())];
         {
             let (store, _) = Store::open(dir.path()).unwrap();
@@ -960,10 +941,7 @@ mod tests {
     #[test]
     fn compaction_and_retention() {
         let dir = tempfile::tempdir().unwrap();
-        let up: Labels = [("__name__", "up"), ("job", "node")]
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let up = l(&[("__name__", "up"), ("job", "node")]);
         let sel = [head::Matcher::Equal("__name__".into(), "up".into())];
         let (store, _) = Store::open(dir.path()).unwrap();
         for t in 0..6 {

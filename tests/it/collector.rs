@@ -2,8 +2,8 @@
 //! Prometheus scraping the same targets, and nothing acknowledged is lost to kill -9.
 
 use crate::harness::{
-    free_port, get_text, http_get, http_request, ours, prometheus_with_config, spawn, wait_until,
-    OURS,
+    debug_output, free_port, get_text, http_get, http_request, ours, prometheus_with_config, spawn,
+    wait_until, OURS,
 };
 use std::collections::BTreeSet;
 use std::process::Command;
@@ -11,17 +11,7 @@ use std::time::Duration;
 
 /// Series (label sets as text) and sample counts from `debug head-dump`.
 fn dump(data: &std::path::Path) -> (Vec<(String, usize)>, String) {
-    let out = Command::new(OURS)
-        .args(["debug", "head-dump"])
-        .arg(data)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
+    let text = debug_output("head-dump", data);
     let series = text
         .lines()
         .filter(|l| l.starts_with('{'))

@@ -41,17 +41,7 @@ fn wal_keeps_every_acknowledged_record_across_kill_9() {
         child.wait().unwrap();
         next = acked.last().unwrap() + 1_000_000; // new ids never collide with unacked ones
     }
-    let out = Command::new(OURS)
-        .args(["debug", "wal-read"])
-        .arg(&wal)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
+    let text = crate::harness::debug_output("wal-read", &wal);
     let stored: Vec<u64> = text
         .lines()
         .filter_map(|l| l.strip_prefix("id:"))

@@ -141,6 +141,21 @@ pub fn spawn(name: &str, dir: tempfile::TempDir, port: u16, mut cmd: Command) ->
 /// (status, lower-cased headers, body)
 pub type HttpResponse = (u16, Vec<(String, String)>, Vec<u8>);
 
+/// Stdout of `carbonio-monitor debug <command> <path>`, which must succeed.
+pub fn debug_output(command: &str, path: &Path) -> String {
+    let out = Command::new(OURS)
+        .args(["debug", command])
+        .arg(path)
+        .output()
+        .unwrap_or_else(|e| panic!("running {OURS} debug {command}: {e}"));
+    assert!(
+        out.status.success(),
+        "debug {command}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
 /// Minimal HTTP/1.1 GET.
 pub fn http_get(url: &str, headers: &[(&str, &str)]) -> Result<HttpResponse, String> {
     http_request("GET", url, headers)

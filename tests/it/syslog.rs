@@ -4,7 +4,7 @@
 //! nothing that was read.
 
 use crate::collector::start_collector;
-use crate::harness::{free_port, get_text, require, spawn, wait_until, Service, OURS};
+use crate::harness::{debug_output, free_port, get_text, require, spawn, wait_until, Service};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::Command;
@@ -27,18 +27,7 @@ fn collector_with_syslog(dir: &std::path::Path, max: usize) -> (Service, u16, u1
 
 /// Every stored line, from `debug logs-dump`.
 fn stored(data: &std::path::Path) -> Vec<serde_json::Value> {
-    let out = Command::new(OURS)
-        .args(["debug", "logs-dump"])
-        .arg(data)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
+    debug_output("logs-dump", data)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()

@@ -210,7 +210,6 @@ pub(crate) fn write_parquet(
 /// Checks that a block is whole: a readable `meta.json` and both Parquet
 /// files with intact footers whose row counts match the manifest.
 pub fn verify(dir: &Path) -> Result<BlockMeta, BlockError> {
-    use parquet::file::reader::{FileReader, SerializedFileReader};
     let bad = |path: PathBuf, msg: String| BlockError::Io {
         path,
         source: std::io::Error::other(msg),
@@ -228,21 +227,44 @@ pub fn verify(dir: &Path) -> Result<BlockMeta, BlockError> {
         ("series.parquet", meta.series),
         ("samples.parquet", meta.samples),
     ] {
-        let path = dir.join(file);
-        let f = std::fs::File::open(&path).map_err(|source| BlockError::Io {
-            path: path.clone(),
-            source,
-        })?;
-        let reader = SerializedFileReader::new(f).map_err(|source| BlockError::Parquet {
-            path: path.clone(),
-            source,
-        })?;
-        let rows = reader.metadata().file_metadata().num_rows();
-        if rows != expected as i64 {
-            return Err(bad(path, format!("{rows} rows, meta.json says {expected}")));
-        }
+        check_rows(&dir.join(file), expected)?;
     }
     Ok(meta)
+}
+
+/// Checks that a Parquet file's footer reads and holds `expected` rows.
+pub(crate) fn check_rows(path: &Path, expected: usize) -> Result<(), BlockError> {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let f = std::fs::File::open(path).map_err(|source| BlockError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let reader = SerializedFileReader::new(f).map_err(|source| BlockError::Parquet {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let rows = reader.metadata().file_metadata().num_rows();
+    if rows != expected as i64 {
+        return Err(BlockError::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::other(format!("{rows} rows, meta.json says {expected}")),
+        });
+    }
+    Ok(())
+}
+
+/// Moves a damaged block or part directory to `data_dir/damaged/`, kept for
+/// inspection but never read again; returns where it went.
+pub(crate) fn set_aside(data_dir: &Path, item: &Path) -> Result<PathBuf, BlockError> {
+    let damaged = data_dir.join("damaged");
+    let target = damaged.join(item.file_name().unwrap_or_default());
+    let io = |source| BlockError::Io {
+        path: target.clone(),
+        source,
+    };
+    std::fs::create_dir_all(&damaged).map_err(io)?;
+    std::fs::rename(item, &target).map_err(io)?;
+    Ok(target)
 }
 
 /// All record batches of one Parquet file of a block.

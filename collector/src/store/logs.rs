@@ -186,9 +186,7 @@ impl LogStore {
             match verify_part(&part) {
                 Ok(meta) => wal_before = wal_before.max(meta.wal_before),
                 Err(e) => {
-                    let target = dir.join("damaged").join(&name);
-                    std::fs::create_dir_all(dir.join("damaged")).map_err(io(dir))?;
-                    std::fs::rename(&part, &target).map_err(io(&target))?;
+                    let target = super::block::set_aside(dir, &part)?;
                     tracing::error!(error = %e, moved_to = %target.display(), "damaged log part set aside");
                     report.damaged_parts.push(target);
                 }
@@ -297,6 +295,10 @@ impl LogStore {
         let tmp = parts.join(format!(".tmp-{name}"));
         let _ = std::fs::remove_dir_all(&tmp);
         std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
+            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+            .build();
         let mut files = Vec::new();
         for chunk in records.chunk_by(|a, b| {
             a.timestamp_ns.div_euclid(HOUR_NS) == b.timestamp_ns.div_euclid(HOUR_NS)
@@ -308,11 +310,12 @@ impl LogStore {
                 path: path.clone(),
                 msg: e.to_string(),
             })?;
-            let props = WriterProperties::builder()
-                .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
-                .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-                .build();
-            write_parquet(&path, batch.schema(), batch.columns().to_vec(), props)?;
+            write_parquet(
+                &path,
+                batch.schema(),
+                batch.columns().to_vec(),
+                props.clone(),
+            )?;
             files.push(PartFile {
                 file,
                 min_time: chunk[0].timestamp_ns,
@@ -595,22 +598,9 @@ fn read_part_meta(part: &Path) -> Result<PartMeta, LogStoreError> {
 
 /// A part is whole when its manifest reads and every file's footer matches it.
 fn verify_part(part: &Path) -> Result<PartMeta, LogStoreError> {
-    use parquet::file::reader::{FileReader, SerializedFileReader};
     let meta = read_part_meta(part)?;
     for f in &meta.files {
-        let path = part.join(&f.file);
-        let file = std::fs::File::open(&path).map_err(io(&path))?;
-        let reader = SerializedFileReader::new(file).map_err(|e| LogStoreError::Io {
-            path: path.clone(),
-            msg: e.to_string(),
-        })?;
-        let rows = reader.metadata().file_metadata().num_rows();
-        if rows != f.rows as i64 {
-            return Err(LogStoreError::Io {
-                path,
-                msg: format!("{rows} rows, meta.json says {}", f.rows),
-            });
-        }
+        super::block::check_rows(&part.join(&f.file), f.rows)?;
     }
     Ok(meta)
 }

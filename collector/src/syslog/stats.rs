@@ -23,13 +23,28 @@ pub struct PeerCounts {
     pub bytes: u64,
 }
 
+/// Counters of one listener: its totals and per sending peer, under one lock.
+#[derive(Debug, Default)]
+struct Listener {
+    counts: ListenerCounts,
+    peers: BTreeMap<IpAddr, PeerCounts>,
+}
+
 #[derive(Debug, Default)]
 pub struct SyslogStats {
-    listeners: Mutex<BTreeMap<String, ListenerCounts>>,
-    peers: Mutex<BTreeMap<(String, IpAddr), PeerCounts>>,
+    listeners: Mutex<BTreeMap<String, Listener>>,
 }
 
 impl SyslogStats {
+    /// Runs `f` on a listener's counters; the name is copied only the first time.
+    fn with(&self, listener: &str, f: impl FnOnce(&mut Listener)) {
+        let mut l = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
+        match l.get_mut(listener) {
+            Some(c) => f(c),
+            None => f(l.entry(listener.to_string()).or_default()),
+        }
+    }
+
     pub fn received(
         &self,
         listener: &str,
@@ -38,39 +53,37 @@ impl SyslogStats {
         fallback: bool,
         truncated: bool,
     ) {
-        {
-            let mut l = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
-            let c = l.entry(listener.to_string()).or_default();
+        self.with(listener, |l| {
+            let c = &mut l.counts;
             c.messages += 1;
             c.bytes += bytes as u64;
             c.fallbacks += u64::from(fallback);
             c.truncated += u64::from(truncated);
-        }
-        let mut p = self.peers.lock().unwrap_or_else(|p| p.into_inner());
-        let c = p.entry((listener.to_string(), peer)).or_default();
-        c.messages += 1;
-        c.bytes += bytes as u64;
+            let p = l.peers.entry(peer).or_default();
+            p.messages += 1;
+            p.bytes += bytes as u64;
+        });
     }
 
     pub fn dropped(&self, listener: &str) {
-        let mut l = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
-        l.entry(listener.to_string()).or_default().dropped += 1;
+        self.with(listener, |l| l.counts.dropped += 1);
     }
 
     pub fn write_failed(&self, listener: &str, lines: usize) {
-        let mut l = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
-        l.entry(listener.to_string()).or_default().write_failures += lines as u64;
+        self.with(listener, |l| l.counts.write_failures += lines as u64);
     }
 
     pub fn listeners(&self) -> BTreeMap<String, ListenerCounts> {
-        self.listeners
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        let l = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
+        l.iter().map(|(k, v)| (k.clone(), v.counts)).collect()
     }
 
+    /// Per (listener, peer) counters.
     pub fn peers(&self) -> BTreeMap<(String, IpAddr), PeerCounts> {
-        self.peers.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        let l = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
+        l.iter()
+            .flat_map(|(k, v)| v.peers.iter().map(move |(ip, c)| ((k.clone(), *ip), *c)))
+            .collect()
     }
 }
 
