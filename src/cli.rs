@@ -74,7 +74,12 @@ pub enum DebugCommand {
     /// Print every record of a WAL directory, then a replay summary.
     WalRead { dir: PathBuf },
     /// Open a data directory (blocks + replayed WAL) and print each series, its sample count and last sample.
-    HeadDump { data: PathBuf },
+    HeadDump {
+        data: PathBuf,
+        /// Print every sample as `time:value` instead of only the last one.
+        #[arg(long)]
+        values: bool,
+    },
     /// Print every stored log line of a data directory as NDJSON (read-only, safe while a collector runs).
     LogsDump { data: PathBuf },
 }

@@ -253,7 +253,7 @@ fn debug(cmd: cli::DebugCommand) -> Result<()> {
             }
             Ok(())
         }
-        DebugCommand::HeadDump { data } => {
+        DebugCommand::HeadDump { data, values } => {
             use carbonio_collector::store::MetricRead;
             let snapshot = carbonio_collector::store::Snapshot::open(&data)?;
             let report = snapshot.report.clone();
@@ -264,18 +264,25 @@ fn debug(cmd: cli::DebugCommand) -> Result<()> {
             )];
             for (labels, samples) in snapshot.select(&all, i64::MIN, i64::MAX)? {
                 let l: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
-                let last = samples
-                    .last()
-                    .map(|(t, v)| format!("{t} {v}"))
-                    .unwrap_or_default();
+                let last = if values {
+                    let all: Vec<String> =
+                        samples.iter().map(|(t, v)| format!("{t}:{v}")).collect();
+                    all.join(" ")
+                } else {
+                    samples
+                        .last()
+                        .map(|(t, v)| format!("{t} {v}"))
+                        .unwrap_or_default()
+                };
                 writeln!(out, "{{{}}} {} {last}", l.join(","), samples.len())?;
             }
             writeln!(
                 out,
-                "# {} records, {} damaged segments, {} orphan samples",
+                "# {} records, {} damaged segments, {} orphan samples, {} raw samples",
                 report.wal.records,
                 report.wal.damaged.len(),
-                report.orphan_samples
+                report.orphan_samples,
+                snapshot.raw_sample_count()?
             )?;
             Ok(())
         }

@@ -52,6 +52,131 @@ pub struct Config {
     /// Syslog listeners (none when absent).
     #[serde(default)]
     pub syslog: SyslogConfig,
+    /// Log files followed as they grow (none when absent).
+    #[serde(default)]
+    pub tail: TailConfig,
+}
+
+/// The `tail:` section.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TailConfig {
+    /// How often files are checked when no change notification came.
+    #[serde(default = "default_tail_poll")]
+    pub poll_interval: Dur,
+    /// How long a file rotated away (renamed) is still read after its last line.
+    #[serde(default = "default_rotate_wait")]
+    pub rotate_wait: Dur,
+    /// Longer lines (or multiline records) are truncated to this many bytes.
+    #[serde(default = "default_max_line")]
+    pub max_line_size: usize,
+    #[serde(default)]
+    pub files: Vec<TailFiles>,
+}
+
+impl Default for TailConfig {
+    fn default() -> Self {
+        TailConfig {
+            poll_interval: default_tail_poll(),
+            rotate_wait: default_rotate_wait(),
+            max_line_size: default_max_line(),
+            files: Vec::new(),
+        }
+    }
+}
+
+fn default_tail_poll() -> Dur {
+    Dur(Duration::from_secs(1))
+}
+fn default_rotate_wait() -> Dur {
+    Dur(Duration::from_secs(5))
+}
+fn default_max_line() -> usize {
+    1 << 20
+}
+
+/// Files read the same way.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TailFiles {
+    /// Paths; the last element may hold `*` and `?`.
+    pub paths: Vec<String>,
+    #[serde(default)]
+    pub parser: TailParser,
+    /// The `app` of every line; defaults to the parser's (`mailboxd`,
+    /// `nginx`) or, for plain files, the file name up to its first dot.
+    pub app: Option<String>,
+    /// The `host` of every line; defaults to this machine's host name.
+    pub host: Option<String>,
+    /// Zone of timestamps that carry none (mailbox log), an IANA name.
+    #[serde(default = "utc", deserialize_with = "timezone")]
+    pub timezone: chrono_tz::Tz,
+    /// Groups continuation lines (stack traces) with the line they follow;
+    /// the mailbox parser groups by its timestamp unless told otherwise.
+    pub multiline: Option<Multiline>,
+    /// Where a file seen for the first time (no checkpoint) is read from.
+    /// Files created later, by rotation, are always read from the start.
+    #[serde(default)]
+    pub read_from: ReadFrom,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TailParser {
+    /// The line is the message.
+    #[default]
+    Plain,
+    /// Carbonio's log4j layout (`mailbox.log`, `audit.log`, `sync.log`, …).
+    Mailbox,
+    /// nginx access logs: `combined` and Carbonio's `upstream` format.
+    Nginx,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReadFrom {
+    #[default]
+    Beginning,
+    End,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Multiline {
+    /// A line matching this starts a record; others continue the one before.
+    pub start: Pattern,
+    #[serde(default = "default_max_lines")]
+    pub max_lines: usize,
+    /// A record with no new line for this long is complete.
+    #[serde(default = "default_multiline_timeout")]
+    pub timeout: Dur,
+}
+
+fn default_max_lines() -> usize {
+    1000
+}
+fn default_multiline_timeout() -> Dur {
+    Dur(Duration::from_secs(1))
+}
+
+/// A regular expression from the config (compiled while parsing, so a bad
+/// one is reported with its line).
+#[derive(Debug, Clone)]
+pub struct Pattern(pub regex::Regex);
+
+impl PartialEq for Pattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_str() == other.0.as_str()
+    }
+}
+
+impl<'de> Deserialize<'de> for Pattern {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        regex::Regex::new(&s)
+            .map(Pattern)
+            .map_err(|e| serde::de::Error::custom(format!("bad regular expression: {e}")))
+    }
 }
 
 /// The `syslog:` section.
@@ -504,6 +629,37 @@ scrape_configs:
         assert_eq!(
             jobs[1].config.authorization.as_ref().unwrap().kind,
             "Bearer"
+        );
+    }
+
+    #[test]
+    fn tail_section() {
+        let (cfg, _) = parse(
+            "tail:\n  poll_interval: 250ms\n  files:\n    - paths: ['/opt/zextras/log/mailbox.log']\n      parser: mailbox\n      timezone: Europe/Rome\n    - paths: ['/var/log/x/*.log']\n      read_from: end\n      multiline:\n        start: '^\\S'\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.tail.poll_interval.0, Duration::from_millis(250));
+        assert_eq!(cfg.tail.rotate_wait.0, Duration::from_secs(5));
+        assert_eq!(cfg.tail.files[0].parser, TailParser::Mailbox);
+        assert_eq!(cfg.tail.files[0].timezone, chrono_tz::Europe::Rome);
+        assert_eq!(cfg.tail.files[1].read_from, ReadFrom::End);
+        let m = cfg.tail.files[1].multiline.as_ref().unwrap();
+        assert!(m.start.0.is_match("x") && !m.start.0.is_match(" x"));
+        assert_eq!(m.max_lines, 1000);
+        let bad_regex =
+            parse("tail:\n  files:\n    - paths: [a]\n      multiline:\n        start: '(['\n")
+                .unwrap_err()
+                .to_string();
+        assert!(
+            bad_regex.contains("line 5") && bad_regex.contains("regular expression"),
+            "{bad_regex}"
+        );
+        let bad_parser = parse("tail:\n  files:\n    - paths: [a]\n      parser: json\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            bad_parser.contains("line 4") && bad_parser.contains("json"),
+            "{bad_parser}"
         );
     }
 

@@ -7,8 +7,8 @@
 //! role as one object with reload and maintenance (`service`), its HTTP
 //! listener (`http`) and self-metrics (`selfmetrics`), OpenMetrics backfill
 //! (`import`), the metric and log stores (`store`), and syslog over UDP, TCP
-//! and TLS (`syslog`, records in `logs`). File tailing (issue #5) is not
-//! built yet.
+//! and TLS (`syslog`, records in `logs`), file tailing (`tail`) and the
+//! directory watching both discovery and tailing use (`watch`).
 
 pub mod config;
 pub mod discovery;
@@ -23,6 +23,8 @@ pub mod selfmetrics;
 pub mod service;
 pub mod store;
 pub mod syslog;
+pub mod tail;
+pub mod watch;
 
 /// Names the issue that builds a part not available in this version.
 #[derive(Debug, thiserror::Error)]

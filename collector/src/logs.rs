@@ -107,41 +107,18 @@ impl LogRecord {
         }
     }
 
-    pub fn decode(mut b: &[u8]) -> Result<LogRecord, DecodeError> {
-        let mut take = |n: usize| -> Result<&[u8], DecodeError> {
-            if b.len() < n {
-                return Err(DecodeError(format!(
-                    "truncated: needed {n} bytes, {} left",
-                    b.len()
-                )));
-            }
-            let (head, rest) = b.split_at(n);
-            b = rest;
-            Ok(head)
-        };
-        let i64_at = |s: &[u8]| {
-            let mut a = [0u8; 8];
-            a.copy_from_slice(s);
-            i64::from_le_bytes(a)
-        };
-        let timestamp_ns = i64_at(take(8)?);
-        let received_ns = i64_at(take(8)?);
+    pub fn decode(b: &[u8]) -> Result<LogRecord, DecodeError> {
+        let mut r = Reader(b);
+        let timestamp_ns = r.u64()? as i64;
+        let received_ns = r.u64()? as i64;
         let opt = |v: u8| (v != NONE).then_some(v);
-        let facility = opt(take(1)?[0]);
-        let severity = opt(take(1)?[0]);
+        let facility = opt(r.take(1)?[0]);
+        let severity = opt(r.take(1)?[0]);
         let mut strings = Vec::with_capacity(7);
         for _ in 0..7 {
-            let mut len = [0u8; 4];
-            len.copy_from_slice(take(4)?);
-            let bytes = take(u32::from_le_bytes(len) as usize)?;
-            strings.push(
-                String::from_utf8(bytes.to_vec())
-                    .map_err(|_| DecodeError("field is not UTF-8".into()))?,
-            );
+            strings.push(r.string("field")?);
         }
-        if !b.is_empty() {
-            return Err(DecodeError(format!("{} trailing bytes", b.len())));
-        }
+        r.finish()?;
         let mut it = strings.into_iter();
         let mut next = || it.next().unwrap_or_default();
         Ok(LogRecord {
@@ -160,10 +137,184 @@ impl LogRecord {
     }
 }
 
+/// Reads the little-endian, length-prefixed fields of a WAL record.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        if self.0.len() < n {
+            return Err(DecodeError(format!(
+                "truncated: needed {n} bytes, {} left",
+                self.0.len()
+            )));
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+
+    fn u64(&mut self) -> Result<u64, DecodeError> {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(self.take(8)?);
+        Ok(u64::from_le_bytes(a))
+    }
+
+    fn u32(&mut self) -> Result<u32, DecodeError> {
+        let mut a = [0u8; 4];
+        a.copy_from_slice(self.take(4)?);
+        Ok(u32::from_le_bytes(a))
+    }
+
+    /// A u32 length, then that many UTF-8 bytes.
+    fn string(&mut self, what: &str) -> Result<String, DecodeError> {
+        let len = self.u32()? as usize;
+        String::from_utf8(self.take(len)?.to_vec())
+            .map_err(|_| DecodeError(format!("{what} is not UTF-8")))
+    }
+
+    fn finish(&self) -> Result<(), DecodeError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(DecodeError(format!("{} trailing bytes", self.0.len())))
+        }
+    }
+}
+
+/// Where a tailed file was read up to. The identity survives renames
+/// (device and inode) and tells a reused inode or a truncated-and-rewritten
+/// file apart (checksum of the first line).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct FileId {
+    pub dev: u64,
+    pub ino: u64,
+    pub fingerprint: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Checkpoint {
+    pub file: FileId,
+    /// The path it was read under (rotation may have moved it since).
+    pub path: String,
+    /// Bytes consumed: every line before this offset is stored.
+    pub offset: u64,
+}
+
+/// One record of the log WAL: a line (syslog), or lines read from a file
+/// together with the checkpoint after them, so both are durable at once and
+/// a restart neither re-reads nor skips them.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WalEntry {
+    Line(LogRecord),
+    Tailed {
+        checkpoint: Checkpoint,
+        lines: Vec<LogRecord>,
+    },
+}
+
+const KIND_LINE: u8 = 0;
+const KIND_TAILED: u8 = 1;
+
+impl WalEntry {
+    pub fn encode_line(r: &LogRecord, out: &mut Vec<u8>) {
+        out.push(KIND_LINE);
+        r.encode(out);
+    }
+
+    pub fn encode_tailed(checkpoint: &Checkpoint, lines: &[LogRecord], out: &mut Vec<u8>) {
+        out.push(KIND_TAILED);
+        let c = checkpoint;
+        out.extend_from_slice(&c.file.dev.to_le_bytes());
+        out.extend_from_slice(&c.file.ino.to_le_bytes());
+        out.extend_from_slice(&c.file.fingerprint.to_le_bytes());
+        out.extend_from_slice(&c.offset.to_le_bytes());
+        out.extend_from_slice(&(c.path.len() as u32).to_le_bytes());
+        out.extend_from_slice(c.path.as_bytes());
+        out.extend_from_slice(&(lines.len() as u32).to_le_bytes());
+        for r in lines {
+            let at = out.len();
+            out.extend_from_slice(&[0; 4]);
+            r.encode(out);
+            let len = (out.len() - at - 4) as u32;
+            out[at..at + 4].copy_from_slice(&len.to_le_bytes());
+        }
+    }
+
+    pub fn decode(b: &[u8]) -> Result<WalEntry, DecodeError> {
+        let Some((kind, rest)) = b.split_first() else {
+            return Err(DecodeError("empty record".into()));
+        };
+        match *kind {
+            KIND_LINE => LogRecord::decode(rest).map(WalEntry::Line),
+            KIND_TAILED => {
+                let mut r = Reader(rest);
+                let dev = r.u64()?;
+                let ino = r.u64()?;
+                let fingerprint = r.u32()?;
+                let offset = r.u64()?;
+                let path = r.string("path")?;
+                let count = r.u32()? as usize;
+                let mut lines = Vec::with_capacity(count.min(4096));
+                for _ in 0..count {
+                    let len = r.u32()? as usize;
+                    lines.push(LogRecord::decode(r.take(len)?)?);
+                }
+                r.finish()?;
+                Ok(WalEntry::Tailed {
+                    checkpoint: Checkpoint {
+                        file: FileId {
+                            dev,
+                            ino,
+                            fingerprint,
+                        },
+                        path,
+                        offset,
+                    },
+                    lines,
+                })
+            }
+            other => Err(DecodeError(format!("unknown record kind {other}"))),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn wal_entries_round_trip() {
+        let line = LogRecord {
+            message: "hello".into(),
+            source: "file:///var/log/x.log".into(),
+            ..LogRecord::default()
+        };
+        let mut b = Vec::new();
+        WalEntry::encode_line(&line, &mut b);
+        assert_eq!(WalEntry::decode(&b), Ok(WalEntry::Line(line.clone())));
+        let checkpoint = Checkpoint {
+            file: FileId {
+                dev: 2049,
+                ino: 77,
+                fingerprint: 0xdead_beef,
+            },
+            path: "/var/log/x.log".into(),
+            offset: 4096,
+        };
+        for lines in [vec![], vec![line.clone(), line]] {
+            let mut b = Vec::new();
+            WalEntry::encode_tailed(&checkpoint, &lines, &mut b);
+            assert_eq!(
+                WalEntry::decode(&b),
+                Ok(WalEntry::Tailed {
+                    checkpoint: checkpoint.clone(),
+                    lines
+                })
+            );
+            assert!(WalEntry::decode(&b[..b.len() - 1]).is_err());
+        }
+    }
 
     #[test]
     fn round_trip() {
@@ -200,6 +351,7 @@ mod tests {
         #[test]
         fn decode_never_panics(b in proptest::collection::vec(any::<u8>(), 0..200)) {
             let _ = LogRecord::decode(&b);
+            let _ = WalEntry::decode(&b);
         }
     }
 }

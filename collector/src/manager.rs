@@ -12,7 +12,6 @@ use crate::selfmetrics::Stats;
 use crate::store::record::MetricMeta;
 use crate::store::Store;
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
@@ -194,36 +193,11 @@ fn discovery_loop(
 /// Watches the directories holding file_sd files (files are often replaced
 /// by rename, so their directories are what must be watched).
 fn watch_sd_dirs(jobs: &[Job], tx: mpsc::Sender<()>) -> Option<notify::RecommendedWatcher> {
-    use notify::Watcher;
-    let dirs: std::collections::BTreeSet<PathBuf> = jobs
+    let patterns = jobs
         .iter()
         .flat_map(|j| &j.config.file_sd_configs)
-        .flat_map(|sd| &sd.files)
-        .filter_map(|pattern| PathBuf::from(pattern).parent().map(PathBuf::from))
-        .map(|d| {
-            if d.as_os_str().is_empty() {
-                PathBuf::from(".")
-            } else {
-                d
-            }
-        })
-        .collect();
-    if dirs.is_empty() {
-        return None;
-    }
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok_and(|e| !e.kind.is_access()) {
-            let _ = tx.send(());
-        }
-    })
-    .map_err(|e| tracing::warn!(error = %e, "file_sd watching unavailable; polling only"))
-    .ok()?;
-    for dir in dirs {
-        if let Err(e) = watcher.watch(&dir, notify::RecursiveMode::NonRecursive) {
-            tracing::warn!(dir = %dir.display(), error = %e, "cannot watch file_sd directory; polling it");
-        }
-    }
-    Some(watcher)
+        .flat_map(|sd| &sd.files);
+    crate::watch::watch_dirs(patterns, "file_sd", tx)
 }
 
 /// Brings the running loops in line with what discovery finds now.

@@ -5,6 +5,7 @@
 use crate::store::logs::LogStore;
 use crate::store::Store;
 use crate::syslog::stats::{udp_receive_buffer_errors, ListenerCounts, SyslogStats};
+use crate::tail::{FileCounts, TailStats};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
@@ -83,6 +84,7 @@ pub fn render(
     store: &Arc<Store>,
     logs: &Arc<LogStore>,
     syslog: &Arc<SyslogStats>,
+    tail: &Arc<TailStats>,
 ) -> String {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(SelfCollector {
@@ -90,10 +92,22 @@ pub fn render(
         store: store.clone(),
         logs: logs.clone(),
         syslog: syslog.clone(),
+        tail: tail.clone(),
     }));
     let mut out = String::new();
     if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &registry) {
         tracing::error!(error = %e, "encoding self-metrics failed");
+    }
+    // The `process_*` families as client_golang names them (the exporters'
+    // writer, which ends with its own `# EOF`).
+    let process = carbonio_exporters::selfmetrics::process_families();
+    if let Some(body) = out.strip_suffix("# EOF\n") {
+        let mut joined = body.to_string();
+        joined.push_str(&carbonio_exporters::exposition::encode(
+            &process,
+            carbonio_exporters::exposition::Format::OpenMetrics,
+        ));
+        return joined;
     }
     out
 }
@@ -103,6 +117,7 @@ struct SelfCollector {
     store: Arc<Store>,
     logs: Arc<LogStore>,
     syslog: Arc<SyslogStats>,
+    tail: Arc<TailStats>,
 }
 
 impl std::fmt::Debug for SelfCollector {
@@ -260,11 +275,66 @@ impl Collector for SelfCollector {
             "Bytes of the write-ahead log on disk",
             self.store.wal_bytes() as f64,
         )?;
-        self.encode_logs(&mut enc)
+        self.encode_logs(&mut enc)?;
+        self.encode_tail(&mut enc)
     }
 }
 
 impl SelfCollector {
+    fn encode_tail(&self, enc: &mut DescriptorEncoder) -> std::fmt::Result {
+        type Pick = fn(&FileCounts) -> u64;
+        let files = self.tail.snapshot();
+        let per_file: [(&str, &str, Pick); 7] = [
+            (
+                "carbonio_collector_tail_lines",
+                "Log records read from tailed files",
+                |c| c.lines,
+            ),
+            (
+                "carbonio_collector_tail_bytes",
+                "Bytes read from tailed files",
+                |c| c.bytes,
+            ),
+            (
+                "carbonio_collector_tail_parse_fallbacks",
+                "Records kept as plain text because the file's parser did not match",
+                |c| c.parse_fallbacks,
+            ),
+            (
+                "carbonio_collector_tail_truncated",
+                "Records cut at max_line_size or the multiline max_lines",
+                |c| c.truncated,
+            ),
+            (
+                "carbonio_collector_tail_rotations",
+                "Times a tailed path was renamed away or deleted",
+                |c| c.rotations,
+            ),
+            (
+                "carbonio_collector_tail_truncations",
+                "Times a tailed file was truncated in place (copytruncate)",
+                |c| c.truncations,
+            ),
+            (
+                "carbonio_collector_tail_write_failures",
+                "Batches the WAL refused (read again)",
+                |c| c.write_failures,
+            ),
+        ];
+        for (name, help, pick) in per_file {
+            let rows = files
+                .iter()
+                .map(|(p, c)| ([("path", p.as_str())], ConstCounter::new(pick(c))));
+            family(enc, name, help, MetricType::Counter, rows)?;
+        }
+        gauge(
+            enc,
+            "carbonio_collector_tail_files",
+            "Files open for tailing (rotated ones still draining included)",
+            self.tail.followed() as f64,
+        )
+    }
+
     fn encode_logs(&self, enc: &mut DescriptorEncoder) -> std::fmt::Result {
         type Pick = fn(&ListenerCounts) -> u64;
         let listeners = self.syslog.listeners();

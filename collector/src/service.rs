@@ -56,6 +56,9 @@ pub struct Collector {
     syslog_addresses: Vec<std::net::SocketAddr>,
     /// The syslog section listeners were started with (changes need a restart).
     syslog_config: crate::config::SyslogConfig,
+    tail_stats: Arc<crate::tail::TailStats>,
+    /// The tail section the tailer runs with, and the tailer.
+    tailer: Mutex<Option<(crate::config::TailConfig, crate::tail::Tailer)>>,
     /// Runs the syslog listeners; dropped last.
     _runtime: tokio::runtime::Runtime,
     stats: Arc<Stats>,
@@ -99,6 +102,9 @@ impl Collector {
             logs.clone(),
             syslog_stats.clone(),
         ))?;
+        let tail_stats = Arc::new(crate::tail::TailStats::default());
+        let tailer =
+            crate::tail::Tailer::start(config.tail.clone(), logs.clone(), tail_stats.clone());
         let stats = Arc::new(Stats::default());
         stats.reloaded(true, manager::now_ms());
         let stash = StateStash::default();
@@ -117,6 +123,8 @@ impl Collector {
             syslog_stats,
             syslog_addresses,
             syslog_config: config.syslog.clone(),
+            tail_stats,
+            tailer: Mutex::new(Some((config.tail, tailer))),
             _runtime: runtime,
             stats,
             stash,
@@ -168,6 +176,7 @@ impl Collector {
         );
         running.manager = Some(manager);
         running.text = text;
+        self.restart_tailer_if_changed(config.tail);
         if config.syslog != self.syslog_config {
             tracing::warn!(
                 "the syslog section changed: its listeners keep their settings until a restart"
@@ -175,6 +184,20 @@ impl Collector {
         }
         self.stats.reloaded(true, manager::now_ms());
         Ok(())
+    }
+
+    /// A changed `tail:` section restarts the tailer; it resumes every file
+    /// from its stored checkpoint.
+    fn restart_tailer_if_changed(&self, tail: crate::config::TailConfig) {
+        let mut slot = self.tailer.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.as_ref().is_some_and(|(running, _)| *running == tail) {
+            return;
+        }
+        drop(slot.take());
+        let tailer =
+            crate::tail::Tailer::start(tail.clone(), self.logs.clone(), self.tail_stats.clone());
+        *slot = Some((tail, tailer));
+        tracing::info!("file tailing restarted with the new tail section");
     }
 
     fn shared(&self) -> Shared {
@@ -228,7 +251,13 @@ impl Collector {
 
     /// The self-metrics as OpenMetrics text.
     pub fn metrics(&self) -> String {
-        crate::selfmetrics::render(&self.stats, &self.store, &self.logs, &self.syslog_stats)
+        crate::selfmetrics::render(
+            &self.stats,
+            &self.store,
+            &self.logs,
+            &self.syslog_stats,
+            &self.tail_stats,
+        )
     }
 
     /// Stops scraping (loops finish their scrape in flight) and maintenance.
@@ -243,6 +272,7 @@ impl Collector {
         {
             m.stop();
         }
+        drop(self.tailer.lock().unwrap_or_else(|p| p.into_inner()).take());
         self.stop.store(true, Ordering::Relaxed);
         let handle = self
             .maintenance

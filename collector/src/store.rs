@@ -2,6 +2,7 @@
 //! acknowledged once their WAL record is on disk; a restart replays the WAL.
 
 pub mod block;
+mod chunk;
 pub mod head;
 pub mod logs;
 pub mod record;
@@ -285,6 +286,17 @@ impl Snapshot {
             head,
             report,
         })
+    }
+
+    /// Samples stored in blocks and the head before reads merge them: equal to
+    /// the merged count unless something was stored twice.
+    pub fn raw_sample_count(&self) -> Result<u64, StoreError> {
+        let in_blocks: u64 = list_blocks(&self.dir)?
+            .iter()
+            .filter_map(|d| read_meta(d))
+            .map(|m| m.samples as u64)
+            .sum();
+        Ok(in_blocks + self.head.sample_count() as u64)
     }
 }
 

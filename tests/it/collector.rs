@@ -233,19 +233,13 @@ fn import_openmetrics_like_promtool() {
     );
 
     let data = dir.path().join("data");
-    let ours = Command::new(OURS)
-        .args(["import", "openmetrics"])
-        .arg(&file)
-        .arg("--data")
-        .arg(&data)
-        .output()
-        .unwrap();
-    assert!(
-        ours.status.success(),
-        "{}",
-        String::from_utf8_lossy(&ours.stderr)
+    let out = crate::harness::run_ok(
+        Command::new(OURS)
+            .args(["import", "openmetrics"])
+            .arg(&file)
+            .arg("--data")
+            .arg(&data),
     );
-    let out = String::from_utf8_lossy(&ours.stdout);
     assert!(out.contains("imported 1500 samples of 3 series"), "{out}");
     let (series, _) = dump(&data);
     assert_eq!(series.len(), 3);
@@ -504,5 +498,8 @@ fn targets_api_file_sd_watching_and_lifecycle_reload() {
         "{metrics}"
     );
     assert_eq!(v("carbonio_collector_targets", "node"), 1.0, "{metrics}");
+    assert!(v("process_resident_memory_bytes", "") > 0.0, "{metrics}");
+    assert!(v("process_open_fds", "") > 0.0, "{metrics}");
+    assert!(v("process_cpu_seconds_total", "") >= 0.0, "{metrics}");
     assert_eq!(v("carbonio_collector_targets", "sd"), 0.0, "{metrics}");
 }

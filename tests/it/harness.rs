@@ -143,17 +143,20 @@ pub type HttpResponse = (u16, Vec<(String, String)>, Vec<u8>);
 
 /// Stdout of `carbonio-monitor debug <command> <path>`, which must succeed.
 pub fn debug_output(command: &str, path: &Path) -> String {
-    let out = Command::new(OURS)
-        .args(["debug", command])
-        .arg(path)
+    run_ok(Command::new(OURS).args(["debug", command]).arg(path))
+}
+
+/// Runs a command that must succeed (its stderr is the failure message); its stdout.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd
         .output()
-        .unwrap_or_else(|e| panic!("running {OURS} debug {command}: {e}"));
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
     assert!(
         out.status.success(),
-        "debug {command}: {}",
+        "{cmd:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8(out.stdout).expect("utf-8 output")
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Minimal HTTP/1.1 GET.

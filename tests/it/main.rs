@@ -16,3 +16,4 @@ mod prometheus;
 mod services;
 mod serving;
 mod syslog;
+mod tail;

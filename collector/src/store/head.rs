@@ -1,10 +1,12 @@
 //! The in-memory head: every series with its recent samples, and a label
 //! index (name, value) → series ids for selecting by matchers.
 
+use super::chunk::Chunk;
 use super::record::MetricMeta;
 use crate::relabel::Labels;
 use regex::Regex;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 #[derive(Debug, Clone)]
 pub enum Matcher {
@@ -54,16 +56,17 @@ pub type SampleRef = (u64, i64, f64);
 pub type Selected = (Labels, Vec<(i64, f64)>);
 
 #[derive(Debug, Default)]
-pub struct Series {
-    pub labels: Labels,
-    /// (timestamp ms, value), in append order (time order for one target).
-    pub samples: Vec<(i64, f64)>,
+struct Series {
+    /// Shared with `ids`: one copy of the labels per series.
+    labels: Arc<Labels>,
+    /// In append order (time order for one target).
+    samples: Chunk,
 }
 
 #[derive(Debug, Default)]
 pub struct Head {
     series: HashMap<u64, Series>,
-    ids: HashMap<Labels, u64>,
+    ids: HashMap<Arc<Labels>, u64>,
     postings: HashMap<(String, String), BTreeSet<u64>>,
     next_id: u64,
     metadata: BTreeMap<String, BTreeSet<MetricMeta>>,
@@ -92,6 +95,7 @@ impl Head {
                 .or_default()
                 .insert(id);
         }
+        let labels = Arc::new(labels);
         self.ids.insert(labels.clone(), id);
         self.series.entry(id).or_default().labels = labels;
     }
@@ -100,7 +104,7 @@ impl Head {
     pub fn append(&mut self, id: u64, ts: i64, v: f64) -> bool {
         match self.series.get_mut(&id) {
             Some(s) => {
-                s.samples.push((ts, v));
+                s.samples.push(ts, v);
                 true
             }
             None => false,
@@ -115,8 +119,8 @@ impl Head {
             if s.samples.is_empty() {
                 continue;
             }
-            series.push((*id, s.labels.clone()));
-            samples.extend(s.samples.drain(..).map(|(t, v)| (*id, t, v)));
+            series.push((*id, Labels::clone(&s.labels)));
+            samples.extend(s.samples.take().into_iter().map(|(t, v)| (*id, t, v)));
         }
         (series, samples)
     }
@@ -125,7 +129,7 @@ impl Head {
     pub fn series_ids(&self) -> Vec<(u64, Labels)> {
         self.series
             .iter()
-            .map(|(id, s)| (*id, s.labels.clone()))
+            .map(|(id, s)| (*id, Labels::clone(&s.labels)))
             .collect()
     }
 
@@ -143,10 +147,9 @@ impl Head {
             .matching(matchers)
             .map(|s| {
                 (
-                    s.labels.clone(),
+                    Labels::clone(&s.labels),
                     s.samples
                         .iter()
-                        .copied()
                         .filter(|(t, _)| *t >= start && *t <= end)
                         .collect(),
                 )
@@ -159,8 +162,8 @@ impl Head {
     /// Label sets of the series matching all matchers that have a sample in [start, end].
     pub fn series_in_range(&self, matchers: &[Matcher], start: i64, end: i64) -> Vec<Labels> {
         self.matching(matchers)
-            .filter(|s| s.samples.iter().any(|(t, _)| *t >= start && *t <= end))
-            .map(|s| s.labels.clone())
+            .filter(|s| s.samples.iter().any(|(t, _)| t >= start && t <= end))
+            .map(|s| Labels::clone(&s.labels))
             .collect()
     }
 
@@ -219,10 +222,6 @@ impl Head {
             .filter(|(k, _)| k == name)
             .map(|(_, v)| v.clone())
             .collect()
-    }
-
-    pub fn all_series(&self) -> BTreeMap<&Labels, &Series> {
-        self.series.values().map(|s| (&s.labels, s)).collect()
     }
 }
 

@@ -10,13 +10,14 @@
 
 use super::block::{batches, write_parquet, BlockError};
 use super::wal::{self, Wal, WalError};
-use crate::logs::{facility_name, severity_name, LogRecord};
+use crate::logs::{facility_name, severity_name, Checkpoint, FileId, LogRecord, WalEntry};
 use arrow_array::builder::{StringDictionaryBuilder, UInt8Builder};
 use arrow_array::types::Int32Type;
 use arrow_array::{ArrayRef, RecordBatch, StringArray, TimestampNanosecondArray};
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
@@ -158,6 +159,8 @@ pub struct LogStore {
     /// Appenders hold it shared while they write the WAL and the head; a
     /// flush holds it exclusively to cut the WAL and take the head together.
     head: RwLock<Vec<LogRecord>>,
+    /// Latest checkpoint per tailed file, re-declared in each new WAL segment.
+    checkpoints: std::sync::Mutex<BTreeMap<FileId, Checkpoint>>,
     gate: RwLock<()>,
     /// One flush or compaction at a time.
     maintenance: std::sync::Mutex<()>,
@@ -194,19 +197,14 @@ impl LogStore {
         }
         report.flushed_segments_dropped = wal::drop_segments_before(&dir.join("wal"), wal_before)?;
         let mut head = Vec::new();
+        let mut checkpoints = BTreeMap::new();
         let mut undecodable = 0;
-        let (wal, wal_report) =
-            Wal::open(
-                &dir.join("wal"),
-                wal::DEFAULT_SEGMENT_SIZE,
-                |b| match LogRecord::decode(b) {
-                    Ok(r) => head.push(r),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "skipping undecodable log WAL record");
-                        undecodable += 1;
-                    }
-                },
-            )?;
+        let (wal, wal_report) = Wal::open(&dir.join("wal"), wal::DEFAULT_SEGMENT_SIZE, |b| {
+            if let Err(e) = replay_entry(b, &mut head, &mut checkpoints) {
+                tracing::warn!(error = %e, "skipping undecodable log WAL record");
+                undecodable += 1;
+            }
+        })?;
         report.wal = wal_report;
         report.undecodable_records = undecodable;
         Ok((
@@ -214,6 +212,7 @@ impl LogStore {
                 dir: dir.to_path_buf(),
                 wal,
                 head: RwLock::new(head),
+                checkpoints: std::sync::Mutex::new(checkpoints),
                 gate: RwLock::new(()),
                 maintenance: std::sync::Mutex::new(()),
             },
@@ -231,7 +230,7 @@ impl LogStore {
             .iter()
             .map(|r| {
                 let mut b = Vec::with_capacity(64 + r.message.len());
-                r.encode(&mut b);
+                WalEntry::encode_line(r, &mut b);
                 b
             })
             .collect();
@@ -245,6 +244,45 @@ impl LogStore {
         Ok(())
     }
 
+    /// Appends lines read from a file with the checkpoint after them, in one
+    /// WAL record: durable together when this returns Ok.
+    pub fn append_tailed(
+        &self,
+        checkpoint: Checkpoint,
+        records: Vec<LogRecord>,
+    ) -> Result<(), WalError> {
+        let mut b =
+            Vec::with_capacity(64 + records.iter().map(|r| 96 + r.message.len()).sum::<usize>());
+        WalEntry::encode_tailed(&checkpoint, &records, &mut b);
+        let _gate = self.gate.read().unwrap_or_else(|p| p.into_inner());
+        self.wal.append(&[&b])?;
+        self.head
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(records);
+        self.checkpoints
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(checkpoint.file, checkpoint);
+        Ok(())
+    }
+
+    /// The latest checkpoint of every tailed file.
+    pub fn checkpoints(&self) -> BTreeMap<FileId, Checkpoint> {
+        self.checkpoints
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// A file that is gone for good: its checkpoint is not carried into new segments.
+    pub fn forget_checkpoint(&self, file: &FileId) {
+        self.checkpoints
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(file);
+    }
+
     pub fn head_len(&self) -> usize {
         self.head.read().unwrap_or_else(|p| p.into_inner()).len()
     }
@@ -255,6 +293,20 @@ impl LogStore {
         let (records, wal_before) = {
             let _gate = self.gate.write().unwrap_or_else(|p| p.into_inner());
             let segment = self.wal.cut_segment()?;
+            // Checkpoints live on in the new segment, so the old ones can go.
+            let declared: Vec<Vec<u8>> = self
+                .checkpoints()
+                .values()
+                .map(|c| {
+                    let mut b = Vec::new();
+                    WalEntry::encode_tailed(c, &[], &mut b);
+                    b
+                })
+                .collect();
+            if !declared.is_empty() {
+                let refs: Vec<&[u8]> = declared.iter().map(Vec::as_slice).collect();
+                self.wal.append(&refs)?;
+            }
             let records =
                 std::mem::take(&mut *self.head.write().unwrap_or_else(|p| p.into_inner()));
             (records, segment)
@@ -482,10 +534,9 @@ impl LogSnapshot {
             .max()
             .unwrap_or(0);
         let mut head = Vec::new();
+        let mut checkpoints = BTreeMap::new();
         let report = Wal::replay_from(&dir.join("wal"), wal_before, |b| {
-            if let Ok(r) = LogRecord::decode(b) {
-                head.push(r);
-            }
+            let _ = replay_entry(b, &mut head, &mut checkpoints);
         })?;
         Ok(LogSnapshot {
             dir: dir.to_path_buf(),
@@ -500,6 +551,22 @@ impl LogSnapshot {
 }
 
 /// Rows of `b` whose timestamp lies in [start, end]; None if none do.
+/// Applies one WAL record to a head being rebuilt.
+fn replay_entry(
+    b: &[u8],
+    head: &mut Vec<LogRecord>,
+    checkpoints: &mut BTreeMap<FileId, Checkpoint>,
+) -> Result<(), crate::logs::DecodeError> {
+    match WalEntry::decode(b)? {
+        WalEntry::Line(r) => head.push(r),
+        WalEntry::Tailed { checkpoint, lines } => {
+            head.extend(lines);
+            checkpoints.insert(checkpoint.file, checkpoint);
+        }
+    }
+    Ok(())
+}
+
 fn in_range(b: &RecordBatch, start: i64, end: i64) -> Option<RecordBatch> {
     let ts = b
         .column(0)
