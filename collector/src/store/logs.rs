@@ -405,6 +405,12 @@ impl LogStore {
         scan_in(&self.dir, &head, start_ns, end_ns)
     }
 
+    /// Files and head lines for [start_ns, end_ns], for a query engine to read.
+    pub fn view(&self, start_ns: i64, end_ns: i64) -> Result<LogView, LogStoreError> {
+        let head = self.head.read().unwrap_or_else(|p| p.into_inner());
+        view_in(&self.dir, &head, start_ns, end_ns)
+    }
+
     /// Merges the parts whose files all lie in hours before the current one
     /// into one part per run, so each hour ends up in few files.
     pub fn compact(&self, now_ns: i64) -> Result<usize, LogStoreError> {
@@ -479,41 +485,66 @@ impl LogStore {
 }
 
 /// `LogStore::scan` over a directory and a head.
+/// What a reader needs for [start_ns, end_ns]: the Parquet files whose
+/// manifest time range overlaps it (with their sizes) and the head's lines
+/// in range as one batch.
+#[derive(Debug, Default)]
+pub struct LogView {
+    pub files: Vec<(PathBuf, u64)>,
+    pub head: Option<RecordBatch>,
+}
+
+fn view_in(
+    dir: &Path,
+    head: &[LogRecord],
+    start_ns: i64,
+    end_ns: i64,
+) -> Result<LogView, LogStoreError> {
+    let mut files = Vec::new();
+    for part in list_parts(dir)? {
+        let Ok(meta) = read_part_meta(&part) else {
+            continue;
+        };
+        files.extend(
+            meta.files
+                .iter()
+                .filter(|f| f.max_time >= start_ns && f.min_time <= end_ns)
+                .map(|f| (part.join(&f.file), f.bytes)),
+        );
+    }
+    let rows: Vec<&LogRecord> = head
+        .iter()
+        .filter(|r| r.timestamp_ns >= start_ns && r.timestamp_ns <= end_ns)
+        .collect();
+    let head = if rows.is_empty() {
+        None
+    } else {
+        Some(to_batch(&rows).map_err(|e| LogStoreError::Io {
+            path: dir.to_path_buf(),
+            msg: e.to_string(),
+        })?)
+    };
+    Ok(LogView { files, head })
+}
+
 fn scan_in(
     dir: &Path,
     head: &[LogRecord],
     start_ns: i64,
     end_ns: i64,
 ) -> Result<Vec<RecordBatch>, LogStoreError> {
+    let view = view_in(dir, head, start_ns, end_ns)?;
     let mut out = Vec::new();
-    for part in list_parts(dir)? {
-        let Ok(meta) = read_part_meta(&part) else {
-            continue;
-        };
-        for f in meta
-            .files
-            .iter()
-            .filter(|f| f.max_time >= start_ns && f.min_time <= end_ns)
-        {
-            match batches(&part.join(&f.file)) {
-                Ok(bs) => out.extend(
-                    bs.into_iter()
-                        .filter_map(|b| in_range(&b, start_ns, end_ns)),
-                ),
-                Err(e) => tracing::error!(error = %e, "unreadable log file skipped"),
-            }
+    for (file, _) in &view.files {
+        match batches(file) {
+            Ok(bs) => out.extend(
+                bs.into_iter()
+                    .filter_map(|b| in_range(&b, start_ns, end_ns)),
+            ),
+            Err(e) => tracing::error!(error = %e, "unreadable log file skipped"),
         }
     }
-    let rows: Vec<&LogRecord> = head
-        .iter()
-        .filter(|r| r.timestamp_ns >= start_ns && r.timestamp_ns <= end_ns)
-        .collect();
-    if !rows.is_empty() {
-        out.push(to_batch(&rows).map_err(|e| LogStoreError::Io {
-            path: dir.to_path_buf(),
-            msg: e.to_string(),
-        })?);
-    }
+    out.extend(view.head);
     Ok(out)
 }
 
@@ -547,6 +578,10 @@ impl LogSnapshot {
 
     pub fn scan(&self, start_ns: i64, end_ns: i64) -> Result<Vec<RecordBatch>, LogStoreError> {
         scan_in(&self.dir, &self.head, start_ns, end_ns)
+    }
+
+    pub fn view(&self, start_ns: i64, end_ns: i64) -> Result<LogView, LogStoreError> {
+        view_in(&self.dir, &self.head, start_ns, end_ns)
     }
 }
 
