@@ -7,6 +7,8 @@
 
 mod encodings;
 mod ingest;
+mod loglayout;
+mod logs;
 mod services;
 
 use anyhow::{bail, Context, Result};
@@ -53,7 +55,7 @@ enum Cmd {
         /// Unmeasured scrapes per exporter first, so lazy initialisation and cold caches are not measured.
         #[arg(long, default_value_t = 10)]
         warmup: usize,
-        /// Our binary [default: <workspace>/target/release/carbonio-monitor].
+        /// Our binary [default: $CARGO_TARGET_DIR or <workspace>/target, then release/carbonio-monitor].
         #[arg(long)]
         binary: Option<PathBuf>,
         /// Run only one pair.
@@ -65,7 +67,7 @@ enum Cmd {
         /// Scrapes of each exporter (stamped 15 s apart).
         #[arg(long, default_value_t = 120)]
         scrapes: usize,
-        /// Our binary [default: <workspace>/target/release/carbonio-monitor].
+        /// Our binary [default: $CARGO_TARGET_DIR or <workspace>/target, then release/carbonio-monitor].
         #[arg(long)]
         binary: Option<PathBuf>,
     },
@@ -83,7 +85,29 @@ enum Cmd {
         /// Seconds after the first ingested scrape before measuring.
         #[arg(long, default_value_t = 15)]
         warmup: u64,
-        /// Our binary [default: <workspace>/target/release/carbonio-monitor].
+        /// Our binary [default: $CARGO_TARGET_DIR or <workspace>/target, then release/carbonio-monitor].
+        #[arg(long)]
+        binary: Option<PathBuf>,
+    },
+    /// Log Parquet layouts (sort order, row-group size, zstd level, dictionary, bloom filters): size and row groups a search reads.
+    LogLayouts {
+        /// Corpus of syslog lines, made by bench/corpus/gen_mail_corpus.py.
+        corpus: PathBuf,
+        /// Lines of the corpus to use.
+        #[arg(long, default_value_t = 2_000_000)]
+        lines: usize,
+    },
+    /// Syslog ingest, storage size and UDP loss: our collector and rsyslog writing a plain file, on the same corpus.
+    Logs {
+        /// Corpus of syslog lines, made by bench/corpus/gen_mail_corpus.py.
+        corpus: PathBuf,
+        /// UDP send rates (messages/s) at which loss is measured.
+        #[arg(long, value_delimiter = ',', default_value = "10000,50000,100000")]
+        udp_rates: Vec<u64>,
+        /// Seconds of UDP sending per rate.
+        #[arg(long, default_value_t = 5)]
+        udp_seconds: u64,
+        /// Our binary [default: $CARGO_TARGET_DIR or <workspace>/target, then release/carbonio-monitor].
         #[arg(long)]
         binary: Option<PathBuf>,
     },
@@ -123,16 +147,31 @@ fn main() -> Result<()> {
                 warmup,
             },
         ),
+        Cmd::LogLayouts { corpus, lines } => loglayout::run(&corpus, lines),
+        Cmd::Logs {
+            corpus,
+            udp_rates,
+            udp_seconds,
+            binary,
+        } => logs::run(
+            &release_binary(binary),
+            &logs::Options {
+                corpus,
+                udp_rates,
+                udp_seconds,
+            },
+        ),
     }
 }
 
-/// The given binary, or the workspace's release build: a debug build would
-/// make any comparison meaningless.
+/// The given binary, or the release build (under `CARGO_TARGET_DIR` when it
+/// is set): a debug build would make any comparison meaningless.
 fn release_binary(given: Option<PathBuf>) -> PathBuf {
     given.unwrap_or_else(|| {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("..")
-            .join("target/release/carbonio-monitor")
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+        target.join("release/carbonio-monitor")
     })
 }
 

@@ -302,3 +302,149 @@ fn logger_messages_edge_cases_and_kill_9() {
     assert_eq!(again, v.len());
     drop(collector);
 }
+
+/// RFC 5425: rsyslog forwards over TLS (its OpenSSL driver) with a client
+/// certificate to a listener that requires one; every message arrives. A
+/// client without a certificate is refused and stores nothing.
+#[test]
+fn rsyslog_over_tls_with_client_certificates() {
+    let rsyslogd = require("rsyslogd", "rsyslog");
+    assert!(
+        std::path::Path::new("/usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_ossl.so").exists(),
+        "rsyslog's TLS driver is missing: apt install rsyslog-openssl"
+    );
+    let openssl = require("openssl", "openssl");
+    let pki = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = crate::harness::test_pki(pki.path());
+    // A client certificate from the same CA (X.509 v3: extensions given).
+    std::fs::write(
+        pki.path().join("client-ext.cnf"),
+        "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
+    )
+    .unwrap();
+    let sign = |args: &[&str]| {
+        crate::harness::run_ok(Command::new(&openssl).current_dir(pki.path()).args(args));
+    };
+    sign(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-subj",
+        "/CN=rsyslog-client",
+        "-keyout",
+        "client.key",
+        "-out",
+        "client.csr",
+    ]);
+    sign(&[
+        "x509",
+        "-req",
+        "-in",
+        "client.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        "client-ext.cnf",
+        "-out",
+        "client.pem",
+    ]);
+
+    let dir = tempfile::tempdir().unwrap();
+    let tls = free_port();
+    let cfg = dir.path().join("carbonio-monitor.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "syslog:\n  listeners:\n    - protocol: tls\n      address: 127.0.0.1:{tls}\n      tls: {{cert_file: '{}', key_file: '{}', client_ca_file: '{}'}}\n",
+            cert.display(),
+            key.display(),
+            ca.display()
+        ),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let collector = start_collector(&cfg, &data, &[]);
+
+    // Without a client certificate: refused.
+    let mut s_client = Command::new(&openssl)
+        .args(["s_client", "-quiet", "-connect"])
+        .arg(format!("127.0.0.1:{tls}"))
+        .arg("-CAfile")
+        .arg(&ca)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _ = s_client
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"<13>Nov 23 10:00:00 host anonymous: must not be stored\n");
+    let _ = s_client.wait();
+
+    let rs_dir = tempfile::tempdir().unwrap();
+    let inport = free_port();
+    let conf = rs_dir.path().join("rsyslog.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            r#"global(workDirectory="{d}" DefaultNetstreamDriverCAFile="{ca}" DefaultNetstreamDriverCertFile="{p}/client.pem" DefaultNetstreamDriverKeyFile="{p}/client.key")
+module(load="imtcp")
+input(type="imtcp" port="{inport}" address="127.0.0.1")
+action(type="omfwd" target="127.0.0.1" port="{tls}" protocol="tcp" StreamDriver="ossl" StreamDriverMode="1"
+       StreamDriverAuthMode="x509/name" StreamDriverPermittedPeers="127.0.0.1"
+       TCP_Framing="octet-counted" template="RSYSLOG_SyslogProtocol23Format"
+       queue.type="LinkedList" action.resumeRetryCount="-1")
+"#,
+            d = rs_dir.path().display(),
+            ca = ca.display(),
+            p = pki.path().display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new(&rsyslogd);
+    cmd.arg("-n")
+        .arg("-f")
+        .arg(&conf)
+        .arg("-i")
+        .arg(rs_dir.path().join("rsyslogd.pid"));
+    let _rsyslog = spawn("rsyslogd", rs_dir, inport, cmd);
+    wait_until("rsyslog to listen", Duration::from_secs(20), || {
+        std::net::TcpStream::connect(("127.0.0.1", inport)).is_ok()
+    });
+    let n = 200;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", inport)).unwrap();
+    for i in 0..n {
+        let msg = format!(
+            "<86>1 2026-11-23T10:00:00.{i:03}Z mta1.example.com sshd {pid} - - tls message {i} ✓",
+            pid = 2000 + i
+        );
+        write!(s, "{} {msg}", msg.len()).unwrap();
+    }
+    s.flush().unwrap();
+    drop(s);
+    wait_until("every message over TLS", Duration::from_secs(60), || {
+        stored(&data).len() >= n
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let v = stored(&data);
+    assert_eq!(v.len(), n, "{v:#?}");
+    assert!(v.iter().all(|l| l["source"]
+        .as_str()
+        .unwrap()
+        .starts_with("tls://127.0.0.1:")));
+    assert!(v.iter().all(|l| l["app"] == "sshd" && l["severity"] == 6));
+    let ids: std::collections::BTreeSet<&str> =
+        v.iter().map(|l| l["message"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), n);
+    assert!(metric(&collector, "carbonio_collector_syslog_messages_total") >= n as f64);
+}

@@ -328,8 +328,7 @@ impl LogStore {
         Ok(Some(meta))
     }
 
-    /// Writes one file per hour of event time into a new part directory,
-    /// then renames the directory into place.
+    /// Writes head lines into a new part: one file per hour of event time.
     fn publish(
         &self,
         mut records: Vec<&LogRecord>,
@@ -337,9 +336,38 @@ impl LogStore {
         replaces: Vec<String>,
     ) -> Result<PartMeta, LogStoreError> {
         records.sort_by_key(|r| r.timestamp_ns);
+        let mut hours = Vec::new();
+        for chunk in records.chunk_by(|a, b| {
+            a.timestamp_ns.div_euclid(HOUR_NS) == b.timestamp_ns.div_euclid(HOUR_NS)
+        }) {
+            let batch = to_batch(chunk).map_err(|e| LogStoreError::Io {
+                path: self.dir.clone(),
+                msg: e.to_string(),
+            })?;
+            hours.push(batch);
+        }
+        self.write_part(hours, wal_before, replaces)
+    }
+
+    /// Writes time-sorted batches, one per hour, into a new part directory,
+    /// then renames the directory into place.
+    fn write_part(
+        &self,
+        hours: Vec<RecordBatch>,
+        wal_before: u64,
+        replaces: Vec<String>,
+    ) -> Result<PartMeta, LogStoreError> {
+        let times: Vec<&TimestampNanosecondArray> =
+            hours.iter().filter_map(|b| timestamps(b)).collect();
+        let first = times
+            .first()
+            .and_then(|t| t.iter().next().flatten())
+            .unwrap_or(0);
+        let last = times
+            .last()
+            .and_then(|t| t.iter().last().flatten())
+            .unwrap_or(0);
         let parts = self.dir.join("parts");
-        let first = records.first().map_or(0, |r| r.timestamp_ns);
-        let last = records.last().map_or(0, |r| r.timestamp_ns);
         let name = format!(
             "{first:020}-{last:020}-{wal_before:08}-{}",
             std::process::id()
@@ -352,16 +380,15 @@ impl LogStore {
             .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
             .build();
         let mut files = Vec::new();
-        for chunk in records.chunk_by(|a, b| {
-            a.timestamp_ns.div_euclid(HOUR_NS) == b.timestamp_ns.div_euclid(HOUR_NS)
-        }) {
-            let hour = chunk[0].timestamp_ns.div_euclid(HOUR_NS) * HOUR_NS;
+        for batch in hours.into_iter().filter(|b| b.num_rows() > 0) {
+            let Some(ts) = timestamps(&batch) else {
+                continue;
+            };
+            let (min_time, max_time) = (ts.value(0), ts.value(ts.len() - 1));
+            let hour = min_time.div_euclid(HOUR_NS) * HOUR_NS;
             let file = format!("{hour:020}.parquet");
             let path = tmp.join(&file);
-            let batch = to_batch(chunk).map_err(|e| LogStoreError::Io {
-                path: path.clone(),
-                msg: e.to_string(),
-            })?;
+            let rows = batch.num_rows();
             write_parquet(
                 &path,
                 batch.schema(),
@@ -370,9 +397,9 @@ impl LogStore {
             )?;
             files.push(PartFile {
                 file,
-                min_time: chunk[0].timestamp_ns,
-                max_time: chunk[chunk.len() - 1].timestamp_ns,
-                rows: chunk.len(),
+                min_time,
+                max_time,
+                rows,
                 bytes: std::fs::metadata(&path).map_err(io(&path))?.len(),
             });
         }
@@ -411,31 +438,51 @@ impl LogStore {
         view_in(&self.dir, &head, start_ns, end_ns)
     }
 
-    /// Merges the parts whose files all lie in hours before the current one
-    /// into one part per run, so each hour ends up in few files.
+    /// Merges the files of each finished hour that is spread over several
+    /// parts (one flush after another) into one file. Only parts holding
+    /// such an hour are rewritten, so history is not rewritten again and
+    /// again; a part is only merged once all its hours are finished.
     pub fn compact(&self, now_ns: i64) -> Result<usize, LogStoreError> {
         let _one = self.maintenance.lock().unwrap_or_else(|p| p.into_inner());
         let current_hour = now_ns.div_euclid(HOUR_NS) * HOUR_NS;
-        let mut inputs: Vec<(PathBuf, PartMeta)> = list_parts(&self.dir)?
+        let finished: Vec<(PathBuf, PartMeta)> = list_parts(&self.dir)?
             .into_iter()
             .filter_map(|p| read_part_meta(&p).ok().map(|m| (p, m)))
             .filter(|(_, m)| m.files.iter().all(|f| f.max_time < current_hour))
+            .collect();
+        let mut files_per_hour: BTreeMap<String, usize> = BTreeMap::new();
+        for (_, m) in &finished {
+            for f in &m.files {
+                *files_per_hour.entry(f.file.clone()).or_default() += 1;
+            }
+        }
+        let mut inputs: Vec<(PathBuf, PartMeta)> = finished
+            .into_iter()
+            .filter(|(_, m)| m.files.iter().any(|f| files_per_hour[&f.file] > 1))
             .collect();
         if inputs.len() < 2 {
             return Ok(0);
         }
         inputs.sort_by_key(|(p, _)| p.clone());
-        let mut records = Vec::new();
+        let mut by_hour: BTreeMap<String, Vec<RecordBatch>> = BTreeMap::new();
         for (p, m) in &inputs {
             for f in &m.files {
-                for b in batches(&p.join(&f.file))? {
-                    records.extend(from_batch(&b));
-                }
+                by_hour
+                    .entry(f.file.clone())
+                    .or_default()
+                    .extend(batches(&p.join(&f.file))?);
             }
+        }
+        let mut hours = Vec::with_capacity(by_hour.len());
+        for (file, parts) in by_hour {
+            hours.push(merge_sorted(&parts).map_err(|e| LogStoreError::Io {
+                path: self.dir.join(&file),
+                msg: e.to_string(),
+            })?);
         }
         let wal_before = inputs.iter().map(|(_, m)| m.wal_before).max().unwrap_or(0);
         let names = inputs.iter().map(|(p, _)| file_name(p)).collect();
-        self.publish(records.iter().collect(), wal_before, names)?;
+        self.write_part(hours, wal_before, names)?;
         for (p, _) in &inputs {
             std::fs::remove_dir_all(p).map_err(io(p))?;
         }
@@ -586,6 +633,26 @@ impl LogSnapshot {
 }
 
 /// Rows of `b` whose timestamp lies in [start, end]; None if none do.
+fn timestamps(b: &RecordBatch) -> Option<&TimestampNanosecondArray> {
+    b.column_by_name("timestamp")?
+        .as_any()
+        .downcast_ref::<TimestampNanosecondArray>()
+}
+
+/// One batch of the given time-sorted batches' rows in time order (stable:
+/// equal timestamps keep their file order).
+fn merge_sorted(parts: &[RecordBatch]) -> Result<RecordBatch, arrow_schema::ArrowError> {
+    let schema = schema();
+    let all = arrow_select::concat::concat_batches(&schema, parts)?;
+    let Some(ts) = timestamps(&all) else {
+        return Ok(all);
+    };
+    let mut order: Vec<u32> = (0..all.num_rows() as u32).collect();
+    order.sort_by_key(|i| ts.value(*i as usize));
+    let order = arrow_array::UInt32Array::from(order);
+    arrow_select::take::take_record_batch(&all, &order)
+}
+
 /// Applies one WAL record to a head being rebuilt.
 fn replay_entry(
     b: &[u8],
@@ -783,9 +850,33 @@ mod tests {
         assert_eq!(s.compact(10 * HOUR_NS).unwrap(), 3);
         assert_eq!(s.part_stats(), (1, 3, s.part_stats().2));
         assert_eq!(all(&s).len(), 3);
+        // A lone hour is left alone; a compacted hour is rewritten only
+        // when new lines for it arrive, and stays in time order.
+        s.append(vec![line(2 * 3600, "hour 2")]).unwrap();
+        s.flush().unwrap();
+        assert_eq!(s.compact(10 * HOUR_NS).unwrap(), 0);
+        s.append(vec![line(15, "between")]).unwrap();
+        s.flush().unwrap();
+        assert_eq!(s.compact(10 * HOUR_NS).unwrap(), 2);
+        assert_eq!(
+            all(&s)
+                .iter()
+                .map(|r| r.message.as_str())
+                .collect::<Vec<_>>(),
+            ["m0", "m1", "between", "m2", "hour 2"]
+        );
+        assert_eq!(s.part_stats().0, 2);
+        let hour0: Vec<i64> = s
+            .scan(0, HOUR_NS - 1)
+            .unwrap()
+            .iter()
+            .flat_map(from_batch)
+            .map(|r| r.timestamp_ns)
+            .collect();
+        assert!(hour0.windows(2).all(|w| w[0] <= w[1]), "{hour0:?}");
         s.append(vec![line(5 * 3600, "late")]).unwrap();
         s.flush().unwrap();
-        assert_eq!(s.apply_retention(6 * HOUR_NS, 2 * HOUR_NS, 0).unwrap(), 1);
+        assert_eq!(s.apply_retention(6 * HOUR_NS, 2 * HOUR_NS, 0).unwrap(), 2);
         assert_eq!(
             all(&s)
                 .iter()

@@ -10,6 +10,7 @@ use super::stats::SyslogStats;
 use crate::config::{SyslogConfig, SyslogListener, SyslogProtocol};
 use crate::logs::LogRecord;
 use crate::store::logs::LogStore;
+use crate::store::wal::WalError;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -227,7 +228,9 @@ async fn accept_loop(
     }
 }
 
-/// Reads one connection to its end, storing each read's lines before the next read.
+/// Reads one connection to its end. Each read's lines are appended while the
+/// next read is parsed, and that one waits for them to be durable: at most
+/// one batch is in flight, so a slow WAL still stops the reading.
 #[allow(clippy::too_many_arguments)]
 async fn serve_stream<S: AsyncRead + Unpin>(
     mut stream: S,
@@ -243,6 +246,7 @@ async fn serve_stream<S: AsyncRead + Unpin>(
     let mut framer = Framer::new(max);
     let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
     let mut chunk = vec![0u8; READ_CHUNK];
+    let mut in_flight: Option<(tokio::task::JoinHandle<Result<(), WalError>>, usize)> = None;
     loop {
         let n = stream.read(&mut chunk).await.map_err(|e| e.to_string())?;
         let eof = n == 0;
@@ -263,22 +267,39 @@ async fn serve_stream<S: AsyncRead + Unpin>(
                 record
             })
             .collect();
+        if let Some((append, n)) = in_flight.take() {
+            wait_durable(append, n, stats, listener).await?;
+        }
         if !records.is_empty() {
             let store = store.clone();
             let n = records.len();
-            // Back-pressure: nothing more is read until these lines are durable.
-            let written = tokio::task::spawn_blocking(move || store.append(records))
-                .await
-                .map_err(|e| e.to_string())?;
-            if let Err(e) = written {
-                stats.write_failed(listener, n);
-                return Err(format!(
-                    "WAL write failed, closing so the sender retries: {e}"
-                ));
-            }
+            in_flight = Some((
+                tokio::task::spawn_blocking(move || store.append(records)),
+                n,
+            ));
         }
         if eof {
+            if let Some((append, n)) = in_flight.take() {
+                wait_durable(append, n, stats, listener).await?;
+            }
             return Ok(());
+        }
+    }
+}
+
+async fn wait_durable(
+    append: tokio::task::JoinHandle<Result<(), WalError>>,
+    n: usize,
+    stats: &SyslogStats,
+    listener: &str,
+) -> Result<(), String> {
+    match append.await.map_err(|e| e.to_string())? {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            stats.write_failed(listener, n);
+            Err(format!(
+                "WAL write failed, closing so the sender retries: {e}"
+            ))
         }
     }
 }
