@@ -24,6 +24,8 @@ struct Layout {
     zstd: i32,
     message_dictionary: bool,
     bloom: bool,
+    /// Data page size limit in bytes (zstd compresses each page on its own).
+    page: usize,
 }
 
 fn by_time(a: &LogRecord, b: &LogRecord) -> std::cmp::Ordering {
@@ -32,6 +34,10 @@ fn by_time(a: &LogRecord, b: &LogRecord) -> std::cmp::Ordering {
 
 fn by_app_time(a: &LogRecord, b: &LogRecord) -> std::cmp::Ordering {
     (&a.app, a.timestamp_ns).cmp(&(&b.app, b.timestamp_ns))
+}
+
+fn by_app_host_time(a: &LogRecord, b: &LogRecord) -> std::cmp::Ordering {
+    (&a.app, &a.host, a.timestamp_ns).cmp(&(&b.app, &b.host, b.timestamp_ns))
 }
 
 fn by_host_app_time(a: &LogRecord, b: &LogRecord) -> std::cmp::Ordering {
@@ -46,6 +52,7 @@ const LAYOUTS: &[Layout] = &[
         zstd: 3,
         message_dictionary: true,
         bloom: false,
+        page: 1 << 20,
     },
     Layout {
         name: "time, 8k rows, zstd 3",
@@ -54,6 +61,7 @@ const LAYOUTS: &[Layout] = &[
         zstd: 3,
         message_dictionary: true,
         bloom: false,
+        page: 1 << 20,
     },
     Layout {
         name: "time, 1M rows, zstd 3",
@@ -62,6 +70,16 @@ const LAYOUTS: &[Layout] = &[
         zstd: 3,
         message_dictionary: true,
         bloom: false,
+        page: 1 << 20,
+    },
+    Layout {
+        name: "time, 64k rows, zstd 1",
+        sort: by_time,
+        row_group: 65_536,
+        zstd: 1,
+        message_dictionary: true,
+        bloom: false,
+        page: 1 << 20,
     },
     Layout {
         name: "time, 64k rows, zstd 9",
@@ -70,6 +88,7 @@ const LAYOUTS: &[Layout] = &[
         zstd: 9,
         message_dictionary: true,
         bloom: false,
+        page: 1 << 20,
     },
     Layout {
         name: "time, 64k, no message dict",
@@ -78,6 +97,7 @@ const LAYOUTS: &[Layout] = &[
         zstd: 3,
         message_dictionary: false,
         bloom: false,
+        page: 1 << 20,
     },
     Layout {
         name: "time, 64k, bloom host/app",
@@ -86,6 +106,7 @@ const LAYOUTS: &[Layout] = &[
         zstd: 3,
         message_dictionary: true,
         bloom: true,
+        page: 1 << 20,
     },
     Layout {
         name: "app+time, 64k rows, zstd 3",
@@ -94,6 +115,7 @@ const LAYOUTS: &[Layout] = &[
         zstd: 3,
         message_dictionary: true,
         bloom: false,
+        page: 1 << 20,
     },
     Layout {
         name: "host+app+time, 64k, zstd 3",
@@ -102,6 +124,61 @@ const LAYOUTS: &[Layout] = &[
         zstd: 3,
         message_dictionary: true,
         bloom: false,
+        page: 1 << 20,
+    },
+    Layout {
+        name: "app+host+time, zstd 9",
+        sort: by_app_host_time,
+        row_group: 65_536,
+        zstd: 9,
+        message_dictionary: false,
+        bloom: false,
+        page: 1048576,
+    },
+    Layout {
+        name: "time, zstd 3, 8 MB pages",
+        sort: by_time,
+        row_group: 65_536,
+        zstd: 3,
+        message_dictionary: false,
+        bloom: false,
+        page: 8388608,
+    },
+    Layout {
+        name: "time, zstd 9, 8 MB pages",
+        sort: by_time,
+        row_group: 65_536,
+        zstd: 9,
+        message_dictionary: false,
+        bloom: false,
+        page: 8388608,
+    },
+    Layout {
+        name: "app+host+time, zstd 3, 8 MB pages",
+        sort: by_app_host_time,
+        row_group: 65_536,
+        zstd: 3,
+        message_dictionary: false,
+        bloom: false,
+        page: 8388608,
+    },
+    Layout {
+        name: "app+host+time, zstd 6, 8 MB pages",
+        sort: by_app_host_time,
+        row_group: 65_536,
+        zstd: 6,
+        message_dictionary: false,
+        bloom: false,
+        page: 8388608,
+    },
+    Layout {
+        name: "app+host+time, zstd 9, 8 MB pages",
+        sort: by_app_host_time,
+        row_group: 65_536,
+        zstd: 9,
+        message_dictionary: false,
+        bloom: false,
+        page: 8388608,
     },
 ];
 
@@ -147,7 +224,7 @@ pub fn run(corpus: &Path, max_lines: usize) -> Result<()> {
         raw as f64 / records.len() as f64
     );
     println!(
-        "{:<34} {:>8} {:>9} {:>11} {:>12} {:>13}",
+        "{:<38} {:>8} {:>9} {:>11} {:>12} {:>13}",
         "layout", "B/line", "write s", "5 min RGs", "app=sshd RGs", "host=ldap1 RGs"
     );
     let dir = tempfile::tempdir()?;
@@ -158,6 +235,7 @@ pub fn run(corpus: &Path, max_lines: usize) -> Result<()> {
             .set_column_dictionary_enabled("message".into(), layout.message_dictionary)
             .set_column_bloom_filter_enabled("host".into(), layout.bloom)
             .set_column_bloom_filter_enabled("app".into(), layout.bloom)
+            .set_data_page_size_limit(layout.page)
             .build();
         let started = Instant::now();
         let mut bytes = 0u64;
@@ -199,7 +277,7 @@ pub fn run(corpus: &Path, max_lines: usize) -> Result<()> {
         }
         let pct = |n: usize| n as f64 * 100.0 / row_groups.0.max(1) as f64;
         println!(
-            "{:<34} {:>8.1} {:>9.2} {:>10.1}% {:>11.1}% {:>12.1}%",
+            "{:<38} {:>8.1} {:>9.2} {:>10.1}% {:>11.1}% {:>12.1}%",
             layout.name,
             bytes as f64 / records.len() as f64,
             started.elapsed().as_secs_f64(),

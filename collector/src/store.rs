@@ -3,6 +3,7 @@
 
 pub mod block;
 mod chunk;
+mod concat;
 pub mod head;
 pub mod logs;
 pub mod record;

@@ -5,6 +5,12 @@
 //! covers: on start, those segments are dropped before replay, so every
 //! line is stored exactly once whatever instant a crash hits.
 //!
+//! Inside an hour file, lines are sorted by app, host, then time: similar
+//! lines side by side compress 20 % better, and row-group statistics then
+//! let an `app:`/`host:` search skip most row groups (`bench log-layouts`).
+//! Compaction joins an hour's files that follow each other in time row
+//! group by row group, without re-encoding.
+//!
 //! Layout: `DIR/wal/`, `DIR/parts/<id>/{<hour>.parquet…, meta.json}`,
 //! damaged parts moved to `DIR/damaged/`.
 
@@ -335,7 +341,20 @@ impl LogStore {
         wal_before: u64,
         replaces: Vec<String>,
     ) -> Result<PartMeta, LogStoreError> {
-        records.sort_by_key(|r| r.timestamp_ns);
+        records.sort_by(|a, b| {
+            (
+                a.timestamp_ns.div_euclid(HOUR_NS),
+                &a.app,
+                &a.host,
+                a.timestamp_ns,
+            )
+                .cmp(&(
+                    b.timestamp_ns.div_euclid(HOUR_NS),
+                    &b.app,
+                    &b.host,
+                    b.timestamp_ns,
+                ))
+        });
         let mut hours = Vec::new();
         for chunk in records.chunk_by(|a, b| {
             a.timestamp_ns.div_euclid(HOUR_NS) == b.timestamp_ns.div_euclid(HOUR_NS)
@@ -346,27 +365,25 @@ impl LogStore {
             })?;
             hours.push(batch);
         }
-        self.write_part(hours, wal_before, replaces)
+        self.write_part(
+            hours.into_iter().map(HourSource::Rows).collect(),
+            wal_before,
+            replaces,
+        )
     }
 
-    /// Writes time-sorted batches, one per hour, into a new part directory,
-    /// then renames the directory into place.
+    /// Writes one file per hour (time-sorted rows, or existing files to join
+    /// as they are) into a new part directory, then renames the directory
+    /// into place.
     fn write_part(
         &self,
-        hours: Vec<RecordBatch>,
+        hours: Vec<HourSource>,
         wal_before: u64,
         replaces: Vec<String>,
     ) -> Result<PartMeta, LogStoreError> {
-        let times: Vec<&TimestampNanosecondArray> =
-            hours.iter().filter_map(|b| timestamps(b)).collect();
-        let first = times
-            .first()
-            .and_then(|t| t.iter().next().flatten())
-            .unwrap_or(0);
-        let last = times
-            .last()
-            .and_then(|t| t.iter().last().flatten())
-            .unwrap_or(0);
+        let ranges: Vec<(i64, i64)> = hours.iter().filter_map(HourSource::time_range).collect();
+        let first = ranges.iter().map(|r| r.0).min().unwrap_or(0);
+        let last = ranges.iter().map(|r| r.1).max().unwrap_or(0);
         let parts = self.dir.join("parts");
         let name = format!(
             "{first:020}-{last:020}-{wal_before:08}-{}",
@@ -380,21 +397,31 @@ impl LogStore {
             .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
             .build();
         let mut files = Vec::new();
-        for batch in hours.into_iter().filter(|b| b.num_rows() > 0) {
-            let Some(ts) = timestamps(&batch) else {
+        for source in hours {
+            let Some((min_time, max_time)) = source.time_range() else {
                 continue;
             };
-            let (min_time, max_time) = (ts.value(0), ts.value(ts.len() - 1));
             let hour = min_time.div_euclid(HOUR_NS) * HOUR_NS;
             let file = format!("{hour:020}.parquet");
             let path = tmp.join(&file);
-            let rows = batch.num_rows();
-            write_parquet(
-                &path,
-                batch.schema(),
-                batch.columns().to_vec(),
-                props.clone(),
-            )?;
+            let rows = match source {
+                HourSource::Rows(batch) => {
+                    write_parquet(
+                        &path,
+                        batch.schema(),
+                        batch.columns().to_vec(),
+                        props.clone(),
+                    )?;
+                    batch.num_rows()
+                }
+                HourSource::Files(inputs) => {
+                    let paths: Vec<&Path> = inputs.iter().map(|(p, _)| p.as_path()).collect();
+                    super::concat::concat(&paths, &path).map_err(|e| LogStoreError::Io {
+                        path: path.clone(),
+                        msg: e.to_string(),
+                    })?
+                }
+            };
             files.push(PartFile {
                 file,
                 min_time,
@@ -464,21 +491,42 @@ impl LogStore {
             return Ok(0);
         }
         inputs.sort_by_key(|(p, _)| p.clone());
-        let mut by_hour: BTreeMap<String, Vec<RecordBatch>> = BTreeMap::new();
+        let mut by_hour: BTreeMap<String, Vec<(PathBuf, PartFile)>> = BTreeMap::new();
         for (p, m) in &inputs {
             for f in &m.files {
                 by_hour
                     .entry(f.file.clone())
                     .or_default()
-                    .extend(batches(&p.join(&f.file))?);
+                    .push((p.join(&f.file), f.clone()));
             }
         }
         let mut hours = Vec::with_capacity(by_hour.len());
-        for (file, parts) in by_hour {
-            hours.push(merge_sorted(&parts).map_err(|e| LogStoreError::Io {
-                path: self.dir.join(&file),
-                msg: e.to_string(),
-            })?);
+        for (file, mut sources) in by_hour {
+            sources.sort_by_key(|(_, f)| (f.min_time, f.max_time));
+            // Files that follow each other in time are joined row group by
+            // row group; overlapping ones (late lines) are merged row by row.
+            let in_order = sources
+                .windows(2)
+                .all(|w| w[0].1.max_time <= w[1].1.min_time);
+            if in_order {
+                hours.push(HourSource::Files(
+                    sources
+                        .into_iter()
+                        .map(|(p, f)| (p, (f.min_time, f.max_time)))
+                        .collect(),
+                ));
+                continue;
+            }
+            let mut parts = Vec::new();
+            for (p, _) in &sources {
+                parts.extend(batches(p)?);
+            }
+            hours.push(HourSource::Rows(merge_sorted(&parts).map_err(|e| {
+                LogStoreError::Io {
+                    path: self.dir.join(&file),
+                    msg: e.to_string(),
+                }
+            })?));
         }
         let wal_before = inputs.iter().map(|(_, m)| m.wal_before).max().unwrap_or(0);
         let names = inputs.iter().map(|(p, _)| file_name(p)).collect();
@@ -633,22 +681,58 @@ impl LogSnapshot {
 }
 
 /// Rows of `b` whose timestamp lies in [start, end]; None if none do.
+/// What one hour file of a new part is made from.
+enum HourSource {
+    /// Rows sorted by app, host, then time.
+    Rows(RecordBatch),
+    /// Existing files, in time order, each with its (min, max) time.
+    Files(Vec<(PathBuf, (i64, i64))>),
+}
+
+impl HourSource {
+    fn time_range(&self) -> Option<(i64, i64)> {
+        match self {
+            HourSource::Rows(b) => {
+                let ts = timestamps(b)?;
+                Some((
+                    ts.values().iter().min().copied()?,
+                    ts.values().iter().max().copied()?,
+                ))
+            }
+            HourSource::Files(files) => Some((
+                files.iter().map(|(_, r)| r.0).min()?,
+                files.iter().map(|(_, r)| r.1).max()?,
+            )),
+        }
+    }
+}
+
 fn timestamps(b: &RecordBatch) -> Option<&TimestampNanosecondArray> {
     b.column_by_name("timestamp")?
         .as_any()
         .downcast_ref::<TimestampNanosecondArray>()
 }
 
-/// One batch of the given time-sorted batches' rows in time order (stable:
-/// equal timestamps keep their file order).
+/// One batch of the given batches' rows in file order: by app, host, then
+/// time (stable: equal keys keep their input order).
 fn merge_sorted(parts: &[RecordBatch]) -> Result<RecordBatch, arrow_schema::ArrowError> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::ArrayAccessor;
     let schema = schema();
     let all = arrow_select::concat::concat_batches(&schema, parts)?;
-    let Some(ts) = timestamps(&all) else {
+    let text = |name: &str| {
+        all.column_by_name(name)
+            .and_then(|c| c.as_dictionary_opt::<Int32Type>())
+            .and_then(|d| d.downcast_dict::<StringArray>())
+    };
+    let (Some(ts), Some(app), Some(host)) = (timestamps(&all), text("app"), text("host")) else {
         return Ok(all);
     };
     let mut order: Vec<u32> = (0..all.num_rows() as u32).collect();
-    order.sort_by_key(|i| ts.value(*i as usize));
+    order.sort_by_key(|i| {
+        let i = *i as usize;
+        (app.value(i), host.value(i), ts.value(i))
+    });
     let order = arrow_array::UInt32Array::from(order);
     arrow_select::take::take_record_batch(&all, &order)
 }
@@ -851,7 +935,8 @@ mod tests {
         assert_eq!(s.part_stats(), (1, 3, s.part_stats().2));
         assert_eq!(all(&s).len(), 3);
         // A lone hour is left alone; a compacted hour is rewritten only
-        // when new lines for it arrive, and stays in time order.
+        // when new lines for it arrive, and stays sorted (one app and host
+        // here, so by time).
         s.append(vec![line(2 * 3600, "hour 2")]).unwrap();
         s.flush().unwrap();
         assert_eq!(s.compact(10 * HOUR_NS).unwrap(), 0);

@@ -26,7 +26,8 @@ fn line(ts: i64, host: &str, severity: u8, msg: &str) -> LogRecord {
     }
 }
 
-/// 3 hours flushed into parts (one file per hour), a 4th hour in the head.
+/// 3 hours flushed into parts (one file per hour after compaction), a 4th
+/// hour in the head.
 fn store(dir: &std::path::Path) -> (Arc<LogStore>, Vec<LogRecord>) {
     let (store, _) = LogStore::open(dir).unwrap();
     let mut all = Vec::new();
@@ -42,9 +43,18 @@ fn store(dir: &std::path::Path) -> (Arc<LogStore>, Vec<LogRecord>) {
             })
             .collect();
         all.extend(lines.clone());
-        store.append(lines).unwrap();
+        if hour == 0 {
+            // Hour 0 in two flushes: compaction joins its two files.
+            let (a, b) = lines.split_at(250);
+            store.append(a.to_vec()).unwrap();
+            store.flush().unwrap().unwrap();
+            store.append(b.to_vec()).unwrap();
+        } else {
+            store.append(lines).unwrap();
+        }
         if hour == 2 {
             store.flush().unwrap().unwrap();
+            assert_eq!(store.compact(T0 + 3 * HOUR).unwrap(), 2);
         }
     }
     (Arc::new(store), all)
