@@ -46,7 +46,7 @@ fn by_host_app_time(a: &LogRecord, b: &LogRecord) -> std::cmp::Ordering {
 
 const LAYOUTS: &[Layout] = &[
     Layout {
-        name: "time, 64k rows, zstd 3 (current)",
+        name: "time, 64k rows, zstd 3",
         sort: by_time,
         row_group: 65_536,
         zstd: 3,
@@ -120,6 +120,15 @@ const LAYOUTS: &[Layout] = &[
     Layout {
         name: "host+app+time, 64k, zstd 3",
         sort: by_host_app_time,
+        row_group: 65_536,
+        zstd: 3,
+        message_dictionary: true,
+        bloom: false,
+        page: 1 << 20,
+    },
+    Layout {
+        name: "app+host+time, 64k, zstd 3 (current)",
+        sort: by_app_host_time,
         row_group: 65_536,
         zstd: 3,
         message_dictionary: true,
