@@ -197,7 +197,7 @@ fn measure(
             .call()
             .with_context(|| format!("reading {metrics_url}"))?
             .into_string()?;
-        Ok(metric_sum(&body, metric))
+        Ok(super::metric_sum(&body, metric, None))
     };
     let started = Instant::now();
     while read(series_metric).unwrap_or(0.0) < 1.0 {
@@ -221,17 +221,6 @@ fn measure(
     let _ = child.kill();
     let _ = child.wait();
     Ok(measured)
-}
-
-/// Sum of every sample of `name` in a text exposition (labels ignored).
-fn metric_sum(body: &str, name: &str) -> f64 {
-    body.lines()
-        .filter(|l| {
-            l.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 fn report(rows: &[Measured]) {

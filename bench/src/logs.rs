@@ -226,16 +226,7 @@ impl Ours {
     }
 
     fn metric(&self, name: &str, label: Option<&str>) -> Result<f64> {
-        let body = self.metrics()?;
-        Ok(body
-            .lines()
-            .filter(|l| {
-                l.strip_prefix(name)
-                    .is_some_and(|r| r.starts_with(' ') || r.starts_with('{'))
-                    && label.is_none_or(|want| l.contains(want))
-            })
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum())
+        Ok(super::metric_sum(&self.metrics()?, name, label))
     }
 
     /// Lines acknowledged (WAL-durable): in the head or in Parquet parts.

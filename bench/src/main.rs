@@ -651,6 +651,19 @@ impl Drop for Exporter {
 
 /// A port that was free a moment ago. There is a small race until the exporter
 /// binds it, acceptable for a benchmark on an idle machine.
+/// Sum of every sample of `name` in a text exposition, over the lines that
+/// hold `label` (e.g. `listener="udp://…"`) when given.
+fn metric_sum(body: &str, name: &str, label: Option<&str>) -> f64 {
+    body.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+                && label.is_none_or(|want| l.contains(want))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 fn free_port() -> Result<u16> {
     let l = TcpListener::bind("127.0.0.1:0").context("binding 127.0.0.1:0 to find a free port")?;
     Ok(l.local_addr().context("reading local address")?.port())

@@ -261,6 +261,17 @@ fn list_blocks(dir: &Path) -> Result<Vec<std::path::PathBuf>, StoreError> {
     Ok(out)
 }
 
+/// Totals over the blocks under `dir`, from their manifests.
+fn block_stats_in(dir: &Path) -> Result<BlockStats, StoreError> {
+    let mut stats = BlockStats::default();
+    for meta in list_blocks(dir)?.iter().filter_map(|d| read_meta(d)) {
+        stats.blocks += 1;
+        stats.bytes += meta.bytes;
+        stats.samples += meta.samples as u64;
+    }
+    Ok(stats)
+}
+
 fn read_meta(dir: &Path) -> Option<BlockMeta> {
     std::fs::read(dir.join("meta.json"))
         .ok()
@@ -292,12 +303,7 @@ impl Snapshot {
     /// Samples stored in blocks and the head before reads merge them: equal to
     /// the merged count unless something was stored twice.
     pub fn raw_sample_count(&self) -> Result<u64, StoreError> {
-        let in_blocks: u64 = list_blocks(&self.dir)?
-            .iter()
-            .filter_map(|d| read_meta(d))
-            .map(|m| m.samples as u64)
-            .sum();
-        Ok(in_blocks + self.head.sample_count() as u64)
+        Ok(block_stats_in(&self.dir)?.samples + self.head.sample_count() as u64)
     }
 }
 
@@ -729,18 +735,7 @@ impl Store {
 
     /// Totals over the blocks on disk, from their manifests.
     pub fn block_stats(&self) -> BlockStats {
-        let mut stats = BlockStats::default();
-        for meta in self
-            .blocks()
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|d| read_meta(d))
-        {
-            stats.blocks += 1;
-            stats.bytes += meta.bytes;
-            stats.samples += meta.samples as u64;
-        }
-        stats
+        block_stats_in(&self.dir).unwrap_or_default()
     }
 
     /// Bytes of the WAL segments on disk.

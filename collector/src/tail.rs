@@ -199,7 +199,6 @@ impl State {
     /// Starts following new files, retires files whose path moved on, and
     /// (on the first scan) finds files rotated while we were down.
     fn discover(&mut self) {
-        let checkpoints = self.logs.checkpoints();
         let mut seen: BTreeSet<(u64, u64)> = BTreeSet::new();
         let mut claimed: BTreeSet<FileId> = BTreeSet::new();
         for (group, files) in self.config.files.iter().enumerate() {
@@ -225,7 +224,7 @@ impl State {
                         f.follower.retired = None;
                         continue;
                     }
-                    match self.open_new(group, &path, &checkpoints) {
+                    match self.open_new(group, &path) {
                         Ok(f) => {
                             claimed.extend(f.follower.id());
                             tracing::info!(path = %path.display(), offset = f.follower.committed(), "following");
@@ -245,23 +244,18 @@ impl State {
             }
         }
         if self.first_scan {
-            self.resume_rotated(&checkpoints, &claimed);
+            self.resume_rotated(&self.logs.checkpoints(), &claimed);
         }
     }
 
-    fn open_new(
-        &self,
-        group: usize,
-        path: &Path,
-        checkpoints: &BTreeMap<FileId, Checkpoint>,
-    ) -> std::io::Result<Followed> {
+    fn open_new(&self, group: usize, path: &Path) -> std::io::Result<Followed> {
         let files = &self.config.files[group];
         let file = std::fs::File::open(path)?;
         let meta = file.metadata()?;
         let (dev, ino) = dev_ino(&meta);
         let fingerprint = follow::fingerprint(&file)?;
         let known = fingerprint.and_then(|fingerprint| {
-            checkpoints.get(&FileId {
+            self.logs.checkpoint(&FileId {
                 dev,
                 ino,
                 fingerprint,

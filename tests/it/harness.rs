@@ -519,30 +519,16 @@ pub fn slapd() -> Service {
 /// (CA cert, server cert, server key). rustls refuses a self-signed CA used
 /// as the server's own certificate, so clients get a real chain.
 pub fn test_pki(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    let openssl = require("openssl", "openssl");
-    let run = |args: &[&str]| {
-        let out = Command::new(&openssl)
-            .current_dir(dir)
-            .args(args)
-            .output()
-            .expect("openssl");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    run(&[
-        &["req", "-x509"][..],
-        &ec,
+    openssl_in(
+        dir,
         &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
             "-days",
             "1",
             "-subj",
@@ -552,48 +538,79 @@ pub fn test_pki(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
             "-out",
             "ca.pem",
         ],
-    ]
-    .concat());
-    run(&[
-        &["req"][..],
-        &ec,
-        &[
-            "-subj",
-            "/CN=127.0.0.1",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-        ],
-    ]
-    .concat());
-    std::fs::write(
-        dir.join("ext.cnf"),
+    );
+    let (cert, key) = issue_cert(
+        dir,
+        "server",
+        "/CN=127.0.0.1",
         "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    );
+    (dir.join("ca.pem"), cert, key)
+}
+
+/// A client certificate from the CA `test_pki` made in `dir`: (cert, key).
+pub fn test_client_cert(dir: &Path, subject: &str) -> (PathBuf, PathBuf) {
+    issue_cert(
+        dir,
+        "client",
+        subject,
+        "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
     )
-    .expect("ext.cnf");
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "1",
-        "-extfile",
-        "ext.cnf",
-        "-out",
-        "server.pem",
-    ]);
-    (
-        dir.join("ca.pem"),
-        dir.join("server.pem"),
-        dir.join("server.key"),
-    )
+}
+
+/// A key and an X.509 v3 certificate (the extensions make it v3, which
+/// rustls requires) signed by `dir/ca.pem`: (`<name>.pem`, `<name>.key`).
+fn issue_cert(dir: &Path, name: &str, subject: &str, extensions: &str) -> (PathBuf, PathBuf) {
+    let (key, csr, ext, pem) = (
+        format!("{name}.key"),
+        format!("{name}.csr"),
+        format!("{name}-ext.cnf"),
+        format!("{name}.pem"),
+    );
+    openssl_in(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-subj",
+            subject,
+            "-keyout",
+            &key,
+            "-out",
+            &csr,
+        ],
+    );
+    std::fs::write(dir.join(&ext), extensions).expect("extensions file");
+    openssl_in(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            &ext,
+            "-out",
+            &pem,
+        ],
+    );
+    (dir.join(pem), dir.join(key))
+}
+
+fn openssl_in(dir: &Path, args: &[&str]) {
+    let openssl = require("openssl", "openssl");
+    run_ok(Command::new(openssl).current_dir(dir).args(args));
 }
 
 /// slapd with StartTLS on its ldap:// port and an ldaps:// listener: (service, ldaps port, CA cert).

@@ -33,6 +33,44 @@ fn stored(data: &std::path::Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// Debian's rsyslogd in a temp dir: an imtcp input on a free port, extra
+/// `global()` parameters, and `actions`; returns once it listens, with the
+/// input's port.
+fn rsyslog_relay(global: &str, actions: &str) -> (Service, u16) {
+    let rsyslogd = require("rsyslogd", "rsyslog");
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let conf = dir.path().join("rsyslog.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "global(workDirectory=\"{}\" {global})\nmodule(load=\"imtcp\")\ninput(type=\"imtcp\" port=\"{port}\" address=\"127.0.0.1\")\n{actions}\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new(&rsyslogd);
+    cmd.arg("-n")
+        .arg("-f")
+        .arg(&conf)
+        .arg("-i")
+        .arg(dir.path().join("rsyslogd.pid"));
+    let svc = spawn("rsyslogd", dir, port, cmd);
+    wait_until("rsyslog to listen", Duration::from_secs(20), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    (svc, port)
+}
+
+/// Sends messages over one TCP connection with RFC 6587 octet counting.
+fn send_octet_counted(port: u16, messages: impl Iterator<Item = String>) {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    for msg in messages {
+        write!(s, "{} {msg}", msg.len()).unwrap();
+    }
+    s.flush().unwrap();
+}
+
 fn metric(svc: &Service, name: &str) -> f64 {
     get_text(&svc.url("/metrics"))
         .lines()
@@ -46,53 +84,32 @@ fn metric(svc: &Service, name: &str) -> f64 {
 /// data, newline-framed RFC 3164 over TCP, and RFC 3164 over UDP.
 #[test]
 fn rsyslog_forwarding_over_tcp_and_udp_is_stored_whole() {
-    let rsyslogd = require("rsyslogd", "rsyslog");
     let dir = tempfile::tempdir().unwrap();
     let (collector, udp, tcp) = collector_with_syslog(dir.path(), 8192);
     let data = dir.path().join("data");
-    let rs_dir = tempfile::tempdir().unwrap();
-    let inport = free_port();
-    let conf = rs_dir.path().join("rsyslog.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            r#"global(workDirectory="{d}" maxMessageSize="64k")
-module(load="imtcp")
-input(type="imtcp" port="{inport}" address="127.0.0.1")
-action(type="omfwd" target="127.0.0.1" port="{tcp}" protocol="tcp" TCP_Framing="octet-counted" template="RSYSLOG_SyslogProtocol23Format"
+    let (_rsyslog, inport) = rsyslog_relay(
+        r#"maxMessageSize="64k""#,
+        &format!(
+            r#"action(type="omfwd" target="127.0.0.1" port="{tcp}" protocol="tcp" TCP_Framing="octet-counted" template="RSYSLOG_SyslogProtocol23Format"
        queue.type="LinkedList" action.resumeRetryCount="-1")
 action(type="omfwd" target="127.0.0.1" port="{tcp}" protocol="tcp" template="RSYSLOG_TraditionalForwardFormat"
        queue.type="LinkedList" action.resumeRetryCount="-1")
-action(type="omfwd" target="127.0.0.1" port="{udp}" protocol="udp" template="RSYSLOG_TraditionalForwardFormat")
-"#,
-            d = rs_dir.path().display()
+action(type="omfwd" target="127.0.0.1" port="{udp}" protocol="udp" template="RSYSLOG_TraditionalForwardFormat")"#
         ),
-    )
-    .unwrap();
-    let mut cmd = Command::new(&rsyslogd);
-    cmd.arg("-n")
-        .arg("-f")
-        .arg(&conf)
-        .arg("-i")
-        .arg(rs_dir.path().join("rsyslogd.pid"));
-    let _rsyslog = spawn("rsyslogd", rs_dir, inport, cmd);
-    wait_until("rsyslog to listen", Duration::from_secs(20), || {
-        std::net::TcpStream::connect(("127.0.0.1", inport)).is_ok()
-    });
+    );
 
     // Octet-counted RFC 5424 into rsyslog: unicode, escapes in SD, empty fields.
     let n = 300;
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", inport)).unwrap();
-    for i in 0..n {
-        let msg = format!(
-            r#"<134>1 2026-11-23T10:00:00.{i:06}+01:00 mbox{m}.example.com carbonio {pid} AUDIT [audit@32473 user="u{i}@example.com" note="quote \" and \] here"] id={i} login ok — ünïcode ✓"#,
-            m = i % 3,
-            pid = 1000 + i
-        );
-        write!(s, "{} {msg}", msg.len()).unwrap();
-    }
-    s.flush().unwrap();
-    drop(s);
+    send_octet_counted(
+        inport,
+        (0..n).map(|i| {
+            format!(
+                r#"<134>1 2026-11-23T10:00:00.{i:06}+01:00 mbox{m}.example.com carbonio {pid} AUDIT [audit@32473 user="u{i}@example.com" note="quote \" and \] here"] id={i} login ok — ünïcode ✓"#,
+                m = i % 3,
+                pid = 1000 + i
+            )
+        }),
+    );
     let count = |v: &[serde_json::Value], scheme: &str| {
         v.iter()
             .filter(|l| l["source"].as_str().unwrap().starts_with(scheme))
@@ -308,54 +325,14 @@ fn logger_messages_edge_cases_and_kill_9() {
 /// client without a certificate is refused and stores nothing.
 #[test]
 fn rsyslog_over_tls_with_client_certificates() {
-    let rsyslogd = require("rsyslogd", "rsyslog");
     assert!(
         std::path::Path::new("/usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_ossl.so").exists(),
         "rsyslog's TLS driver is missing: apt install rsyslog-openssl"
     );
-    let openssl = require("openssl", "openssl");
     let pki = tempfile::tempdir().unwrap();
     let (ca, cert, key) = crate::harness::test_pki(pki.path());
-    // A client certificate from the same CA (X.509 v3: extensions given).
-    std::fs::write(
-        pki.path().join("client-ext.cnf"),
-        "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
-    )
-    .unwrap();
-    let sign = |args: &[&str]| {
-        crate::harness::run_ok(Command::new(&openssl).current_dir(pki.path()).args(args));
-    };
-    sign(&[
-        "req",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-subj",
-        "/CN=rsyslog-client",
-        "-keyout",
-        "client.key",
-        "-out",
-        "client.csr",
-    ]);
-    sign(&[
-        "x509",
-        "-req",
-        "-in",
-        "client.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "1",
-        "-extfile",
-        "client-ext.cnf",
-        "-out",
-        "client.pem",
-    ]);
+    let (client_cert, client_key) =
+        crate::harness::test_client_cert(pki.path(), "/CN=rsyslog-client");
 
     let dir = tempfile::tempdir().unwrap();
     let tls = free_port();
@@ -374,7 +351,7 @@ fn rsyslog_over_tls_with_client_certificates() {
     let collector = start_collector(&cfg, &data, &[]);
 
     // Without a client certificate: refused.
-    let mut s_client = Command::new(&openssl)
+    let mut s_client = Command::new(require("openssl", "openssl"))
         .args(["s_client", "-quiet", "-connect"])
         .arg(format!("127.0.0.1:{tls}"))
         .arg("-CAfile")
@@ -391,47 +368,30 @@ fn rsyslog_over_tls_with_client_certificates() {
         .write_all(b"<13>Nov 23 10:00:00 host anonymous: must not be stored\n");
     let _ = s_client.wait();
 
-    let rs_dir = tempfile::tempdir().unwrap();
-    let inport = free_port();
-    let conf = rs_dir.path().join("rsyslog.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            r#"global(workDirectory="{d}" DefaultNetstreamDriverCAFile="{ca}" DefaultNetstreamDriverCertFile="{p}/client.pem" DefaultNetstreamDriverKeyFile="{p}/client.key")
-module(load="imtcp")
-input(type="imtcp" port="{inport}" address="127.0.0.1")
-action(type="omfwd" target="127.0.0.1" port="{tls}" protocol="tcp" StreamDriver="ossl" StreamDriverMode="1"
+    let (_rsyslog, inport) = rsyslog_relay(
+        &format!(
+            r#"DefaultNetstreamDriverCAFile="{}" DefaultNetstreamDriverCertFile="{}" DefaultNetstreamDriverKeyFile="{}""#,
+            ca.display(),
+            client_cert.display(),
+            client_key.display()
+        ),
+        &format!(
+            r#"action(type="omfwd" target="127.0.0.1" port="{tls}" protocol="tcp" StreamDriver="ossl" StreamDriverMode="1"
        StreamDriverAuthMode="x509/name" StreamDriverPermittedPeers="127.0.0.1"
        TCP_Framing="octet-counted" template="RSYSLOG_SyslogProtocol23Format"
-       queue.type="LinkedList" action.resumeRetryCount="-1")
-"#,
-            d = rs_dir.path().display(),
-            ca = ca.display(),
-            p = pki.path().display()
+       queue.type="LinkedList" action.resumeRetryCount="-1")"#
         ),
-    )
-    .unwrap();
-    let mut cmd = Command::new(&rsyslogd);
-    cmd.arg("-n")
-        .arg("-f")
-        .arg(&conf)
-        .arg("-i")
-        .arg(rs_dir.path().join("rsyslogd.pid"));
-    let _rsyslog = spawn("rsyslogd", rs_dir, inport, cmd);
-    wait_until("rsyslog to listen", Duration::from_secs(20), || {
-        std::net::TcpStream::connect(("127.0.0.1", inport)).is_ok()
-    });
+    );
     let n = 200;
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", inport)).unwrap();
-    for i in 0..n {
-        let msg = format!(
-            "<86>1 2026-11-23T10:00:00.{i:03}Z mta1.example.com sshd {pid} - - tls message {i} ✓",
-            pid = 2000 + i
-        );
-        write!(s, "{} {msg}", msg.len()).unwrap();
-    }
-    s.flush().unwrap();
-    drop(s);
+    send_octet_counted(
+        inport,
+        (0..n).map(|i| {
+            format!(
+                "<86>1 2026-11-23T10:00:00.{i:03}Z mta1.example.com sshd {pid} - - tls message {i} ✓",
+                pid = 2000 + i
+            )
+        }),
+    );
     wait_until("every message over TLS", Duration::from_secs(60), || {
         stored(&data).len() >= n
     });

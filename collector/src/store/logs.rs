@@ -277,6 +277,15 @@ impl LogStore {
         Ok(())
     }
 
+    /// The latest checkpoint of one tailed file.
+    pub fn checkpoint(&self, file: &FileId) -> Option<Checkpoint> {
+        self.checkpoints
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(file)
+            .cloned()
+    }
+
     /// The latest checkpoint of every tailed file.
     pub fn checkpoints(&self) -> BTreeMap<FileId, Checkpoint> {
         self.checkpoints

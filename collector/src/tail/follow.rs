@@ -161,15 +161,20 @@ impl Follower {
             self.committed = 0;
             self.fingerprint = fingerprint(&self.file)?;
         }
-        let mut chunk = vec![0u8; READ_CHUNK];
         while (progress.bytes_read as usize) < READ_BUDGET {
-            let pos = self.buf_start + self.buf.len() as u64;
-            let n = self.file.read_at(&mut chunk, pos)?;
+            // Read straight into the tail of `buf`: no buffer per poll, no copy.
+            let held = self.buf.len();
+            self.buf.resize(held + READ_CHUNK, 0);
+            let read = self
+                .file
+                .read_at(&mut self.buf[held..], self.buf_start + held as u64);
+            // Drop the unread zeros before anything else, error included.
+            self.buf.truncate(held + *read.as_ref().unwrap_or(&0));
+            let n = read?;
             if n == 0 {
                 break;
             }
             progress.bytes_read += n as u64;
-            self.buf.extend_from_slice(&chunk[..n]);
             self.split_lines(&mut progress);
         }
         if progress.bytes_read > 0 {
