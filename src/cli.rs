@@ -25,8 +25,8 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 #[allow(clippy::large_enum_variant)] // parsed once at start-up
 pub enum Command {
-    /// Everything in one process on the embedded default (collector, query, UI, local exporters). Not built yet.
-    Run,
+    /// Collector and query service in one process on the embedded default: with no --config, DATA/config.yml is created (self-scrape, syslog on 127.0.0.1:1514 UDP and TCP) and the API listens on 127.0.0.1:9090.
+    Run(RunArgs),
     /// Run a Prometheus exporter on its documented port.
     Exporter {
         #[command(subcommand)]
@@ -34,8 +34,8 @@ pub enum Command {
     },
     /// Collector role: scrapes the configured targets and receives syslog into the WAL-backed stores (file tailing not built yet).
     Collector(CollectorArgs),
-    /// Query role (PromQL/HTTP API, log search, SQL, UI). Not built yet.
-    Query,
+    /// Query role: the Prometheus HTTP API over a data directory a collector writes (reopened periodically).
+    Query(QueryArgs),
     /// Validate a configuration file (the global and scrape_configs sections, relabeling, referenced files).
     CheckConfig { file: PathBuf },
     /// Validate rule files. Not built yet.
@@ -603,6 +603,46 @@ pub struct CollectorArgs {
     /// Allow reloading the configuration with POST /-/reload (as Prometheus's flag).
     #[arg(long = "web.enable-lifecycle")]
     pub enable_lifecycle: bool,
+    #[command(flatten)]
+    pub storage: StorageArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Configuration file; without one, DATA/config.yml (created with defaults when missing).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Data directory (metrics WAL and blocks, logs, users.json).
+    #[arg(long, default_value = "data")]
+    pub data: PathBuf,
+    /// Address of the API (and, later, the UI).
+    #[arg(long = "web.listen-address", default_value = "127.0.0.1:9090")]
+    pub listen: String,
+    /// Allow reloading the configuration with POST /-/reload (as Prometheus's flag).
+    #[arg(long = "web.enable-lifecycle")]
+    pub enable_lifecycle: bool,
+    #[command(flatten)]
+    pub storage: StorageArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct QueryArgs {
+    /// Configuration file for the `query:` and `auth:` sections (other sections are ignored).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Data directory a collector writes (read only).
+    #[arg(long, default_value = "data")]
+    pub data: PathBuf,
+    /// Address of the API.
+    #[arg(long = "web.listen-address", default_value = "127.0.0.1:9090")]
+    pub listen: String,
+    /// How often the data directory is reopened to see new data.
+    #[arg(long = "storage.refresh-interval", default_value = "15s", value_parser = parse_duration)]
+    pub refresh_interval: std::time::Duration,
+}
+
+#[derive(Args, Debug)]
+pub struct StorageArgs {
     /// How often the in-memory head is written out as a Parquet block.
     #[arg(long = "storage.flush-interval", default_value = "2h", value_parser = parse_duration)]
     pub flush_interval: std::time::Duration,

@@ -64,9 +64,9 @@ fn run(cli: Cli) -> Result<()> {
             ExporterKind::Ldap(args) => run_ldap(args),
             ExporterKind::Postgres(args) => run_postgres(args),
         },
-        Command::Run => not_built("run (collector + query + UI in one process)", 4),
+        Command::Run(args) => run_all(args),
         Command::Collector(args) => run_collector(args),
-        Command::Query => not_built("query", 6),
+        Command::Query(args) => run_query(args),
         Command::CheckConfig { file } => check_config(&file),
         Command::CheckRules { .. } => not_built("check-rules", 7),
         Command::Import(cli::ImportCommand::Openmetrics { file, data }) => {
@@ -333,15 +333,194 @@ fn debug(cmd: cli::DebugCommand) -> Result<()> {
     }
 }
 
+/// The embedded default's configuration, written to DATA/config.yml on
+/// first start so the operator can edit it.
+const DEFAULT_CONFIG: &str = "\
+# Carbonio Monitoring: written on first start of `carbonio-monitor run`.
+global:
+  scrape_interval: 15s
+  evaluation_interval: 1m
+scrape_configs:
+  - job_name: carbonio-monitor
+    static_configs:
+      - targets: ['{listen}']
+syslog:
+  listeners:
+    - protocol: udp
+      address: 127.0.0.1:1514
+    - protocol: tcp
+      address: 127.0.0.1:1514
+";
+
+/// Query limits and users from the config file's `query:` and `auth:` sections.
+fn query_setup(
+    config: &carbonio_collector::config::Config,
+    data: &std::path::Path,
+) -> Result<(
+    carbonio_query::promql::Engine,
+    Arc<carbonio_query::auth::Auth>,
+)> {
+    use carbonio_query::auth::{Auth, Token, User};
+    let q = &config.query;
+    let engine = carbonio_query::promql::Engine::new(carbonio_query::promql::EngineOptions {
+        lookback_delta_ms: q.lookback_delta.0.as_millis() as i64,
+        default_step_ms: config.global.evaluation_interval.0.as_millis() as i64,
+        max_samples: q.max_samples,
+        timeout: q.timeout.0,
+    });
+    let users = config
+        .auth
+        .users
+        .iter()
+        .map(|u| User {
+            username: u.username.clone(),
+            password_hash: u.password_hash.clone(),
+        })
+        .collect();
+    let tokens = config
+        .auth
+        .tokens
+        .iter()
+        .map(|t| Token {
+            name: t.name.clone(),
+            sha256: t.sha256.clone(),
+        })
+        .collect();
+    let admin_password = std::env::var("CARBONIO_MONITOR_ADMIN_PASSWORD").ok();
+    let (auth, boot) = Auth::load(data, users, tokens, admin_password.as_deref())?;
+    if let Some(p) = boot.generated_password {
+        // Printed once, on the terminal only: the data directory keeps the hash.
+        println!(
+            "Created user \"admin\" with password: {p}\n(stored hashed in {}; set CARBONIO_MONITOR_ADMIN_PASSWORD to choose it)",
+            data.join("users.json").display()
+        );
+    }
+    Ok((engine, Arc::new(auth)))
+}
+
+fn run_query(args: cli::QueryArgs) -> Result<()> {
+    use carbonio_query::api;
+    let (config, text) = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            (carbonio_collector::config::Config::load(path)?.0, text)
+        }
+        None => (
+            serde_yaml_ng::from_str("{}").context("default configuration")?,
+            String::new(),
+        ),
+    };
+    let (engine, auth) = query_setup(&config, &args.data)?;
+    let metrics =
+        carbonio_query::source::RefreshingSnapshot::open(args.data.clone(), args.refresh_interval)?;
+    let svc = api::QueryService::new(metrics, engine, config.query.max_concurrency, text);
+    let app = api::protect(
+        api::router(svc.clone())
+            .merge(api::standalone_routes(svc))
+            .merge(api::health_routes()),
+        auth,
+    );
+    serve_api(&args.listen, app)
+}
+
+/// Serves `app` until SIGTERM or Ctrl-C.
+fn serve_api(listen: &str, app: axum::Router) -> Result<()> {
+    let rt = runtime()?;
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("listening on {listen}"))?;
+        tracing::info!(address = %listen, "query API listening");
+        tokio::select! {
+            r = axum::serve(listener, app) => r.context("HTTP listener failed"),
+            _ = shutdown_signal() => Ok(()),
+        }
+    })
+}
+
+/// Collector and query service in one process.
+fn run_all(args: cli::RunArgs) -> Result<()> {
+    use carbonio_collector::service::{Collector, Options};
+    use carbonio_query::api;
+    std::fs::create_dir_all(&args.data)
+        .with_context(|| format!("creating {}", args.data.display()))?;
+    let config_path = match &args.config {
+        Some(p) => p.clone(),
+        None => {
+            let p = args.data.join("config.yml");
+            if !p.exists() {
+                std::fs::write(&p, DEFAULT_CONFIG.replace("{listen}", &args.listen))
+                    .with_context(|| format!("writing {}", p.display()))?;
+                tracing::info!(path = %p.display(), "wrote the default configuration");
+            }
+            p
+        }
+    };
+    let (config, _) = carbonio_collector::config::Config::load(&config_path)?;
+    let (engine, auth) = query_setup(&config, &args.data)?;
+    let (collector, report) = Collector::start(Options {
+        config: config_path.clone(),
+        data: args.data.clone(),
+        flush_interval: args.storage.flush_interval,
+        retention_time: args.storage.retention_time,
+        retention_size: args.storage.retention_size,
+        logs_flush_interval: args.storage.logs_flush_interval,
+    })?;
+    tracing::info!(
+        records = report.wal.records,
+        series = collector.store().with_head(|h| h.series_count()),
+        "WAL replayed"
+    );
+    for addr in collector.syslog_addresses() {
+        tracing::info!(address = %addr, "syslog listening");
+    }
+    let metrics: Arc<dyn carbonio_collector::store::MetricRead + Send + Sync> =
+        collector.store().clone();
+    let svc = api::QueryService::new(
+        metrics,
+        engine,
+        config.query.max_concurrency,
+        collector.config_text(),
+    );
+    let app = api::protect(
+        api::router(svc).merge(carbonio_collector::http::router(
+            collector.clone(),
+            args.enable_lifecycle,
+        )),
+        auth,
+    );
+    let rt = runtime()?;
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind(&args.listen))
+        .with_context(|| format!("listening on {}", args.listen))?;
+    tracing::info!(address = %args.listen, "API listening");
+    rt.spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "HTTP listener failed");
+        }
+    });
+    let (tx, rx) = std::sync::mpsc::channel::<Option<&'static str>>();
+    spawn_signal_events(&rt, tx.clone())?;
+    let stop_watch = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    watch_file(&config_path, tx, stop_watch.clone());
+    while let Ok(Some(reason)) = rx.recv() {
+        let _ = collector.reload(reason);
+    }
+    stop_watch.store(true, std::sync::atomic::Ordering::Relaxed);
+    collector.shutdown();
+    Ok(())
+}
+
 fn run_collector(args: cli::CollectorArgs) -> Result<()> {
     use carbonio_collector::service::{Collector, Options};
     let (collector, report) = Collector::start(Options {
         config: args.config.clone(),
         data: args.data.clone(),
-        flush_interval: args.flush_interval,
-        retention_time: args.retention_time,
-        retention_size: args.retention_size,
-        logs_flush_interval: args.logs_flush_interval,
+        flush_interval: args.storage.flush_interval,
+        retention_time: args.storage.retention_time,
+        retention_size: args.storage.retention_size,
+        logs_flush_interval: args.storage.logs_flush_interval,
     })?;
     for addr in collector.syslog_addresses() {
         tracing::info!(address = %addr, "syslog listening");

@@ -55,6 +55,79 @@ pub struct Config {
     /// Log files followed as they grow (none when absent).
     #[serde(default)]
     pub tail: TailConfig,
+    /// Limits of the query service.
+    #[serde(default)]
+    pub query: QueryConfig,
+    /// Who may use the query API and UI (besides `DATA/users.json`).
+    #[serde(default)]
+    pub auth: AuthConfig,
+}
+
+/// The `query:` section.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryConfig {
+    /// A query running longer is stopped (Prometheus's `--query.timeout`).
+    #[serde(default = "default_query_timeout")]
+    pub timeout: Dur,
+    /// Samples one query may load (Prometheus's `--query.max-samples`).
+    #[serde(default = "default_max_samples")]
+    pub max_samples: usize,
+    /// Queries evaluated at once; more wait (`--query.max-concurrency`).
+    #[serde(default = "default_max_concurrency")]
+    pub max_concurrency: usize,
+    /// How far back an instant selector looks (`--query.lookback-delta`).
+    #[serde(default = "default_lookback")]
+    pub lookback_delta: Dur,
+}
+
+impl Default for QueryConfig {
+    fn default() -> Self {
+        QueryConfig {
+            timeout: default_query_timeout(),
+            max_samples: default_max_samples(),
+            max_concurrency: default_max_concurrency(),
+            lookback_delta: default_lookback(),
+        }
+    }
+}
+
+fn default_query_timeout() -> Dur {
+    Dur(Duration::from_secs(120))
+}
+fn default_max_samples() -> usize {
+    50_000_000
+}
+fn default_max_concurrency() -> usize {
+    20
+}
+fn default_lookback() -> Dur {
+    Dur(Duration::from_secs(300))
+}
+
+/// The `auth:` section: local users with bcrypt hashes and API tokens
+/// stored as hex SHA-256 (`echo -n TOKEN | sha256sum`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    #[serde(default)]
+    pub users: Vec<UserConfig>,
+    #[serde(default)]
+    pub tokens: Vec<TokenConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    pub username: String,
+    pub password_hash: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    pub name: String,
+    pub sha256: String,
 }
 
 /// The `tail:` section.

@@ -1,11 +1,14 @@
-//! Carbonio Monitoring query service: PromQL over the store, log search,
-//! read-only SQL, rules and alerting, and the web UI.
-//!
-//! Built so far: the `logs` table for DataFusion (`logs_table`), pruned by
-//! the log store's time manifest and including the unflushed head. The rest
-//! is tracked in issues #6, #7 and #8; this crate is the only one that
-//! depends on DataFusion, so nothing else pays for its build.
+//! Carbonio Monitoring query service: PromQL over the store (`promql`), the
+//! Prometheus HTTP API and its authentication (`api`, `auth`), the `logs`
+//! table for DataFusion (`logs_table`), and the query role's view of a data
+//! directory (`source`). Rules, alerting and the UI are issues #7 and #8;
+//! this crate is the only one that depends on DataFusion.
 
+pub mod api;
+pub mod auth;
+pub mod logs;
 pub mod logs_table;
+pub mod promql;
+pub mod source;
 
 pub use carbonio_collector::NotBuilt;

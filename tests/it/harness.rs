@@ -778,9 +778,14 @@ pub fn nginx_tls_proxy(upstream_port: u16) -> (Service, PathBuf) {
 
 /// A real Prometheus with the given configuration file contents.
 pub fn prometheus_with_config(config: &str) -> Service {
+    prometheus_with_storage(config, tempfile::tempdir().expect("tempdir"))
+}
+
+/// A real Prometheus in `dir` whose TSDB is `dir/data`: empty, or blocks
+/// written there beforehand (e.g. by `promtool tsdb create-blocks-from`).
+pub fn prometheus_with_storage(config: &str, dir: tempfile::TempDir) -> Service {
     let bin = require("prometheus", "prometheus");
     let port = free_port();
-    let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("prometheus.yml"), config).expect("prometheus.yml");
     let mut cmd = Command::new(bin);
     cmd.arg(format!(

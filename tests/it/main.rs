@@ -13,6 +13,8 @@ mod node;
 mod postgres;
 mod process;
 mod prometheus;
+mod promql_compat;
+mod query_api;
 mod services;
 mod serving;
 mod syslog;

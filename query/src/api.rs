@@ -1,0 +1,210 @@
+//! The HTTP API on :9090: Prometheus's query endpoints (`prometheus`) and
+//! the authentication every route but health passes through.
+
+mod prometheus;
+
+use crate::auth::Auth;
+use crate::promql::{Engine, QueryError};
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::Router;
+use carbonio_collector::store::MetricRead;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+/// Routes that answer without credentials (load balancers and our own
+/// scrape of `/metrics` need them).
+const PUBLIC: &[&str] = &["/-/healthy", "/-/ready", "/metrics"];
+
+/// Largest form body accepted by POST endpoints.
+const MAX_FORM_BYTES: usize = 4 << 20;
+
+pub struct QueryService {
+    pub metrics: Arc<dyn MetricRead + Send + Sync>,
+    pub engine: Engine,
+    /// Queries evaluated at once; more wait for a slot.
+    pub slots: tokio::sync::Semaphore,
+    /// The configuration text for `/api/v1/status/config`.
+    pub config_yaml: String,
+}
+
+impl QueryService {
+    pub fn new(
+        metrics: Arc<dyn MetricRead + Send + Sync>,
+        engine: Engine,
+        max_concurrent: usize,
+        config_yaml: String,
+    ) -> Arc<Self> {
+        Arc::new(QueryService {
+            metrics,
+            engine,
+            slots: tokio::sync::Semaphore::new(max_concurrent.max(1)),
+            config_yaml,
+        })
+    }
+}
+
+/// The query API routes (health and the collector's routes are added by
+/// whoever assembles the server).
+pub fn router(svc: Arc<QueryService>) -> Router {
+    prometheus::routes().with_state(svc)
+}
+
+/// `/-/healthy` and `/-/ready` for a server without a collector.
+pub fn health_routes() -> Router {
+    use axum::routing::get;
+    Router::new()
+        .route(
+            "/-/healthy",
+            get(|| async { "Carbonio Monitoring is Healthy.\n" }),
+        )
+        .route(
+            "/-/ready",
+            get(|| async { "Carbonio Monitoring is Ready.\n" }),
+        )
+}
+
+/// Routes a query server without a collector answers itself: health,
+/// its configuration, and an empty target list.
+pub fn standalone_routes(svc: Arc<QueryService>) -> Router {
+    use axum::routing::get;
+    Router::new()
+        .route(
+            "/api/v1/status/config",
+            get(|State(svc): State<Arc<QueryService>>| async move {
+                success(json!({"yaml": svc.config_yaml}))
+            }),
+        )
+        .route(
+            "/api/v1/targets",
+            get(|| async { success(json!({"activeTargets": [], "droppedTargets": []})) }),
+        )
+        .with_state(svc)
+}
+
+/// Requires credentials on every route except the public ones.
+pub fn protect(router: Router, auth: Arc<Auth>) -> Router {
+    router.layer(axum::middleware::from_fn_with_state(auth, require_auth))
+}
+
+async fn require_auth(State(auth): State<Arc<Auth>>, req: Request, next: Next) -> Response {
+    if PUBLIC.contains(&req.uri().path()) {
+        return next.run(req).await;
+    }
+    let header = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_string);
+    let principal = match header {
+        // bcrypt is deliberately slow: keep it off the async workers.
+        Some(h) => {
+            let auth = auth.clone();
+            tokio::task::spawn_blocking(move || auth.check(&h))
+                .await
+                .ok()
+                .flatten()
+        }
+        None => None,
+    };
+    match principal {
+        Some(p) => {
+            let mut req = req;
+            req.extensions_mut().insert(p);
+            next.run(req).await
+        }
+        None => {
+            let mut resp = error_response(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "authentication required",
+            );
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"Carbonio Monitoring\""),
+            );
+            resp
+        }
+    }
+}
+
+/// Form parameters from the query string and, for POST, the
+/// `application/x-www-form-urlencoded` body, in order (repeats kept).
+pub struct Params(pub Vec<(String, String)>);
+
+impl Params {
+    pub async fn from_request(req: Request) -> Result<Params, Response> {
+        let mut out: Vec<(String, String)> = req
+            .uri()
+            .query()
+            .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+            .unwrap_or_default();
+        let is_form = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+        if req.method() == Method::POST && is_form {
+            let body = axum::body::to_bytes(req.into_body(), MAX_FORM_BYTES)
+                .await
+                .map_err(|e| bad_request(&format!("error parsing form body: {e}")))?;
+            out.extend(form_urlencoded::parse(&body).into_owned());
+        }
+        Ok(Params(out))
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
+    }
+
+    pub fn all(&self, name: &str) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+}
+
+pub fn success(data: Value) -> Response {
+    json_response(StatusCode::OK, &json!({"status": "success", "data": data}))
+}
+
+pub fn json_response(status: StatusCode, body: &Value) -> Response {
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    let mut resp = Response::new(Body::from(bytes));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+pub fn error_response(status: StatusCode, error_type: &str, msg: &str) -> Response {
+    json_response(
+        status,
+        &json!({"status": "error", "errorType": error_type, "error": msg}),
+    )
+}
+
+pub fn bad_request(msg: &str) -> Response {
+    error_response(StatusCode::BAD_REQUEST, "bad_data", msg)
+}
+
+/// Status codes as Prometheus's API returns them per error type.
+pub fn query_error(e: &QueryError) -> Response {
+    let status = match e {
+        QueryError::BadData(_) => StatusCode::BAD_REQUEST,
+        QueryError::Execution(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        QueryError::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    error_response(status, e.error_type(), &e.to_string())
+}
