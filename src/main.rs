@@ -414,14 +414,40 @@ fn run_query(args: cli::QueryArgs) -> Result<()> {
     let (engine, auth) = query_setup(&config, &args.data)?;
     let metrics =
         carbonio_query::source::RefreshingSnapshot::open(args.data.clone(), args.refresh_interval)?;
+    let logs = carbonio_query::source::RefreshingLogs::open(
+        args.data.join("logs"),
+        args.refresh_interval,
+    )?;
+    let log_api = log_api(&config, logs, metrics.clone());
     let svc = api::QueryService::new(metrics, engine, config.query.max_concurrency, text);
     let app = api::protect(
         api::router(svc.clone())
             .merge(api::standalone_routes(svc))
+            .merge(api::logs::routes(log_api))
             .merge(api::health_routes()),
         auth,
     );
     serve_api(&args.listen, app)
+}
+
+/// Log search and SQL over `logs` and the metrics, with the query limits.
+fn log_api(
+    config: &carbonio_collector::config::Config,
+    logs: Arc<dyn carbonio_query::logs_table::LogSource>,
+    metrics: Arc<dyn carbonio_collector::store::MetricRead + Send + Sync>,
+) -> Arc<carbonio_query::api::logs::LogApi> {
+    use carbonio_query::logs::search::{Limits, LogSearch};
+    let q = &config.query;
+    Arc::new(carbonio_query::api::logs::LogApi {
+        search: LogSearch::new(
+            logs.clone(),
+            Limits {
+                timeout: q.timeout.0,
+                memory_bytes: q.max_memory_bytes,
+            },
+        ),
+        sql: carbonio_query::sql::Sql::new(logs, metrics, q.timeout.0, q.max_memory_bytes),
+    })
 }
 
 /// Serves `app` until SIGTERM or Ctrl-C.
@@ -477,19 +503,20 @@ fn run_all(args: cli::RunArgs) -> Result<()> {
     }
     let metrics: Arc<dyn carbonio_collector::store::MetricRead + Send + Sync> =
         collector.store().clone();
+    let log_api = log_api(&config, collector.logs().clone(), metrics.clone());
     let svc = api::QueryService::new(
         metrics,
         engine,
         config.query.max_concurrency,
         collector.config_text(),
     );
-    let app = api::protect(
-        api::router(svc).merge(carbonio_collector::http::router(
-            collector.clone(),
-            args.enable_lifecycle,
-        )),
-        auth,
-    );
+    let app =
+        api::protect(
+            api::router(svc).merge(api::logs::routes(log_api)).merge(
+                carbonio_collector::http::router(collector.clone(), args.enable_lifecycle),
+            ),
+            auth,
+        );
     let rt = runtime()?;
     let listener = rt
         .block_on(tokio::net::TcpListener::bind(&args.listen))

@@ -79,6 +79,9 @@ pub struct QueryConfig {
     /// How far back an instant selector looks (`--query.lookback-delta`).
     #[serde(default = "default_lookback")]
     pub lookback_delta: Dur,
+    /// Memory one log search or SQL query may use.
+    #[serde(default = "default_max_memory")]
+    pub max_memory_bytes: usize,
 }
 
 impl Default for QueryConfig {
@@ -88,6 +91,7 @@ impl Default for QueryConfig {
             max_samples: default_max_samples(),
             max_concurrency: default_max_concurrency(),
             lookback_delta: default_lookback(),
+            max_memory_bytes: default_max_memory(),
         }
     }
 }
@@ -100,6 +104,9 @@ fn default_max_samples() -> usize {
 }
 fn default_max_concurrency() -> usize {
     20
+}
+fn default_max_memory() -> usize {
+    512 << 20
 }
 fn default_lookback() -> Dur {
     Dur(Duration::from_secs(300))

@@ -1,6 +1,8 @@
 //! The HTTP API on :9090: Prometheus's query endpoints (`prometheus`) and
 //! the authentication every route but health passes through.
 
+#[cfg(feature = "sql")]
+pub mod logs;
 mod prometheus;
 
 use crate::auth::Auth;

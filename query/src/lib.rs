@@ -7,8 +7,11 @@
 pub mod api;
 pub mod auth;
 pub mod logs;
+#[cfg(feature = "sql")]
 pub mod logs_table;
 pub mod promql;
 pub mod source;
+#[cfg(feature = "sql")]
+pub mod sql;
 
 pub use carbonio_collector::NotBuilt;

@@ -1,4 +1,8 @@
-//! Log search: the syntax operators type (`syntax`), compiled to DataFusion
-//! filters over the `logs` table.
+//! Log search: the syntax operators type (`syntax`), its translation to a
+//! DataFusion filter (`compile`), and running searches (`search`).
 
+#[cfg(feature = "sql")]
+pub mod compile;
+#[cfg(feature = "sql")]
+pub mod search;
 pub mod syntax;

@@ -7,6 +7,7 @@ mod crash;
 mod expo;
 mod harness;
 mod ldap;
+mod log_search;
 mod mesh;
 mod nginx;
 mod node;

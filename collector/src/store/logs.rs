@@ -169,6 +169,10 @@ pub struct LogStore {
     /// Appenders hold it shared while they write the WAL and the head; a
     /// flush holds it exclusively to cut the WAL and take the head together.
     head: RwLock<Vec<LogRecord>>,
+    /// Lines a running flush took from the head, with the WAL segment its
+    /// part will carry: readers see them until that part is listed, so a
+    /// search during a flush neither misses nor doubles them.
+    flushing: RwLock<Flushing>,
     /// Latest checkpoint per tailed file, re-declared in each new WAL segment.
     checkpoints: std::sync::Mutex<BTreeMap<FileId, Checkpoint>>,
     gate: RwLock<()>,
@@ -222,6 +226,7 @@ impl LogStore {
                 dir: dir.to_path_buf(),
                 wal,
                 head: RwLock::new(head),
+                flushing: RwLock::new(Flushing::default()),
                 checkpoints: std::sync::Mutex::new(checkpoints),
                 gate: RwLock::new(()),
                 maintenance: std::sync::Mutex::new(()),
@@ -309,7 +314,7 @@ impl LogStore {
     /// Writes the head out as a part; returns its manifest (None if empty).
     pub fn flush(&self) -> Result<Option<PartMeta>, LogStoreError> {
         let _one = self.maintenance.lock().unwrap_or_else(|p| p.into_inner());
-        let (records, wal_before) = {
+        let (empty, wal_before) = {
             let _gate = self.gate.write().unwrap_or_else(|p| p.into_inner());
             let segment = self.wal.cut_segment()?;
             // Checkpoints live on in the new segment, so the old ones can go.
@@ -326,23 +331,34 @@ impl LogStore {
                 let refs: Vec<&[u8]> = declared.iter().map(Vec::as_slice).collect();
                 self.wal.append(&refs)?;
             }
-            let records =
-                std::mem::take(&mut *self.head.write().unwrap_or_else(|p| p.into_inner()));
-            (records, segment)
+            let mut head = self.head.write().unwrap_or_else(|p| p.into_inner());
+            let mut flushing = self.flushing.write().unwrap_or_else(|p| p.into_inner());
+            *flushing = Flushing {
+                records: std::mem::take(&mut *head),
+                wal_before: segment,
+            };
+            (flushing.records.is_empty(), segment)
         };
-        if records.is_empty() {
+        if empty {
             return Ok(None);
         }
-        let meta = match self.publish(records.iter().collect(), wal_before, Vec::new()) {
+        let written = {
+            let flushing = self.flushing.read().unwrap_or_else(|p| p.into_inner());
+            self.publish(flushing.records.iter().collect(), wal_before, Vec::new())
+        };
+        // Same lock order as readers: head, then flushing.
+        let mut head = self.head.write().unwrap_or_else(|p| p.into_inner());
+        let taken = std::mem::take(&mut *self.flushing.write().unwrap_or_else(|p| p.into_inner()));
+        let meta = match written {
             Ok(m) => m,
             Err(e) => {
                 // Not written: the lines go back to the head; the WAL still has them.
-                let mut head = self.head.write().unwrap_or_else(|p| p.into_inner());
-                let newer = std::mem::replace(&mut *head, records);
+                let newer = std::mem::replace(&mut *head, taken.records);
                 head.extend(newer);
                 return Err(e);
             }
         };
+        drop(head);
         self.wal.remove_before(wal_before)?;
         Ok(Some(meta))
     }
@@ -457,13 +473,15 @@ impl LogStore {
     /// pruned by their manifest's per-file time ranges, then the head.
     pub fn scan(&self, start_ns: i64, end_ns: i64) -> Result<Vec<RecordBatch>, LogStoreError> {
         let head = self.head.read().unwrap_or_else(|p| p.into_inner());
-        scan_in(&self.dir, &head, start_ns, end_ns)
+        let flushing = self.flushing.read().unwrap_or_else(|p| p.into_inner());
+        scan_in(&self.dir, &head, Some(&flushing), start_ns, end_ns)
     }
 
     /// Files and head lines for [start_ns, end_ns], for a query engine to read.
     pub fn view(&self, start_ns: i64, end_ns: i64) -> Result<LogView, LogStoreError> {
         let head = self.head.read().unwrap_or_else(|p| p.into_inner());
-        view_in(&self.dir, &head, start_ns, end_ns)
+        let flushing = self.flushing.read().unwrap_or_else(|p| p.into_inner());
+        view_in(&self.dir, &head, Some(&flushing), start_ns, end_ns)
     }
 
     /// Merges the files of each finished hour that is spread over several
@@ -584,6 +602,13 @@ impl LogStore {
 /// What a reader needs for [start_ns, end_ns]: the Parquet files whose
 /// manifest time range overlaps it (with their sizes) and the head's lines
 /// in range as one batch.
+/// Lines being written out by a flush, and the WAL segment their part carries.
+#[derive(Debug, Default)]
+struct Flushing {
+    records: Vec<LogRecord>,
+    wal_before: u64,
+}
+
 #[derive(Debug, Default)]
 pub struct LogView {
     pub files: Vec<(PathBuf, u64)>,
@@ -593,14 +618,20 @@ pub struct LogView {
 fn view_in(
     dir: &Path,
     head: &[LogRecord],
+    flushing: Option<&Flushing>,
     start_ns: i64,
     end_ns: i64,
 ) -> Result<LogView, LogStoreError> {
     let mut files = Vec::new();
+    // Until the flush's part is listed, its lines are read from memory.
+    let mut flushed = flushing.is_none_or(|f| f.records.is_empty());
     for part in list_parts(dir)? {
         let Ok(meta) = read_part_meta(&part) else {
             continue;
         };
+        if flushing.is_some_and(|f| meta.wal_before >= f.wal_before) {
+            flushed = true;
+        }
         files.extend(
             meta.files
                 .iter()
@@ -608,8 +639,13 @@ fn view_in(
                 .map(|f| (part.join(&f.file), f.bytes)),
         );
     }
-    let rows: Vec<&LogRecord> = head
+    let in_flight = flushing
+        .filter(|_| !flushed)
+        .map(|f| f.records.as_slice())
+        .unwrap_or_default();
+    let rows: Vec<&LogRecord> = in_flight
         .iter()
+        .chain(head.iter())
         .filter(|r| r.timestamp_ns >= start_ns && r.timestamp_ns <= end_ns)
         .collect();
     let head = if rows.is_empty() {
@@ -626,10 +662,11 @@ fn view_in(
 fn scan_in(
     dir: &Path,
     head: &[LogRecord],
+    flushing: Option<&Flushing>,
     start_ns: i64,
     end_ns: i64,
 ) -> Result<Vec<RecordBatch>, LogStoreError> {
-    let view = view_in(dir, head, start_ns, end_ns)?;
+    let view = view_in(dir, head, flushing, start_ns, end_ns)?;
     let mut out = Vec::new();
     for (file, _) in &view.files {
         match batches(file) {
@@ -673,11 +710,11 @@ impl LogSnapshot {
     }
 
     pub fn scan(&self, start_ns: i64, end_ns: i64) -> Result<Vec<RecordBatch>, LogStoreError> {
-        scan_in(&self.dir, &self.head, start_ns, end_ns)
+        scan_in(&self.dir, &self.head, None, start_ns, end_ns)
     }
 
     pub fn view(&self, start_ns: i64, end_ns: i64) -> Result<LogView, LogStoreError> {
-        view_in(&self.dir, &self.head, start_ns, end_ns)
+        view_in(&self.dir, &self.head, None, start_ns, end_ns)
     }
 }
 
