@@ -65,7 +65,7 @@ pub fn run(binary: &Path, scrapes: usize) -> Result<()> {
         series_list.len(),
         samples.len()
     );
-    println!("{:<58} {:>12} {:>10}", "layout", "bytes", "B/sample");
+    println!("{:<72} {:>12} {:>10}", "layout", "bytes", "B/sample");
     let configs = [
         (
             "parquet plain, uncompressed",
@@ -108,19 +108,20 @@ pub fn run(binary: &Path, scrapes: usize) -> Result<()> {
             },
         ),
         (
-            "parquet delta ids/ts + zstd(3) [our default]",
-            Encodings::default(),
-        ),
-        (
-            "parquet delta ids/ts + byte-stream-split values + zstd(3)",
+            "parquet delta ids/ts + zstd(3)",
             Encodings {
-                values_byte_stream_split: true,
+                values_byte_stream_split: false,
                 ..Encodings::default()
             },
         ),
         (
+            "parquet delta ids/ts + byte-stream-split values + zstd(3) [our default]",
+            Encodings::default(),
+        ),
+        (
             "parquet delta ids/ts + zstd(9)",
             Encodings {
+                values_byte_stream_split: false,
                 compression: Codec::Zstd(9),
                 ..Encodings::default()
             },
@@ -134,7 +135,7 @@ pub fn run(binary: &Path, scrapes: usize) -> Result<()> {
         let meta = write_block(&dir, &series_list, &mut s, enc)
             .with_context(|| format!("writing {name}"))?;
         println!(
-            "{name:<58} {:>12} {:>10.2}",
+            "{name:<72} {:>12} {:>10.2}",
             meta.bytes,
             meta.bytes_per_sample()
         );
@@ -157,7 +158,7 @@ pub fn run(binary: &Path, scrapes: usize) -> Result<()> {
     }
     let bytes = dir_size(&out)?;
     println!(
-        "{:<58} {:>12} {:>10.2}",
+        "{:<72} {:>12} {:>10.2}",
         "prometheus tsdb block (promtool create-blocks-from)",
         bytes,
         bytes as f64 / samples.len() as f64

@@ -4,11 +4,14 @@
 //! `bench exporters` starts our exporter and the upstream Debian exporter side
 //! by side, scrapes them alternately (so both see the same machine state and
 //! the same background noise) and reports latency, CPU per scrape and RSS.
+//! `bench promql` times dashboard range queries against a real Prometheus
+//! and our query API on the same backfilled data.
 
 mod encodings;
 mod ingest;
 mod loglayout;
 mod logs;
+mod promql;
 mod services;
 
 use anyhow::{bail, Context, Result};
@@ -111,6 +114,34 @@ enum Cmd {
         #[arg(long)]
         binary: Option<PathBuf>,
     },
+    /// Dashboard PromQL range queries: latency of Prometheus and our query API on the same backfilled data.
+    Promql {
+        /// Monitored hosts in the dataset (each: node_exporter and HTTP server families, 117 series with 4 CPUs).
+        #[arg(long, default_value_t = 8)]
+        instances: usize,
+        /// CPUs per host (node_cpu_seconds_total has 8 modes per CPU).
+        #[arg(long, default_value_t = 4)]
+        cpus: usize,
+        /// Hours of data.
+        #[arg(long, default_value_t = 24)]
+        hours: i64,
+        /// Seconds between samples (the scrape interval).
+        #[arg(long, default_value_t = 15)]
+        interval: i64,
+        /// Measured runs per query and server.
+        #[arg(long, default_value_t = 10)]
+        reps: usize,
+        /// Unmeasured runs per query and server first (the first also checks that both answers agree).
+        #[arg(long, default_value_t = 2)]
+        warmup: usize,
+        /// Run only the queries whose name or text contains this.
+        #[arg(long)]
+        filter: Option<String>,
+        /// Keep the dataset and both stores here and reuse them on the next run with the same dataset flags
+        /// (delete DIR/ours to rebuild our store alone).
+        #[arg(long)]
+        work: Option<PathBuf>,
+    },
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -161,6 +192,25 @@ fn main() -> Result<()> {
                 udp_seconds,
             },
         ),
+        Cmd::Promql {
+            instances,
+            cpus,
+            hours,
+            interval,
+            reps,
+            warmup,
+            filter,
+            work,
+        } => promql::run(&promql::Options {
+            instances,
+            cpus,
+            hours,
+            interval,
+            reps,
+            warmup,
+            filter,
+            work,
+        }),
     }
 }
 

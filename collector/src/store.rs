@@ -2,6 +2,8 @@
 //! acknowledged once their WAL record is on disk; a restart replays the WAL.
 
 pub mod block;
+mod blockindex;
+mod cache;
 mod chunk;
 mod concat;
 pub mod head;
@@ -17,9 +19,14 @@ use std::path::Path;
 use std::sync::RwLock;
 use wal::{ReplayReport, Wal, WalError};
 
+/// Listings of the blocks one read may take when blocks vanish under it.
+const READ_ATTEMPTS: usize = 5;
+
 /// Series matching `matchers` with samples in [start, end], from the blocks
-/// overlapping the range (pruned by their time manifest) and the head,
-/// merged in time order with duplicate timestamps removed.
+/// overlapping the range (by their time manifest; within a block only the
+/// wanted series' rows on timestamp pages meeting the range are decoded,
+/// see `blockindex`) and the head, merged in time order with duplicate
+/// timestamps removed.
 fn select_in(
     dir: &Path,
     head: &Head,
@@ -27,55 +34,33 @@ fn select_in(
     start: i64,
     end: i64,
 ) -> Result<Vec<head::Selected>, StoreError> {
-    let mut merged: std::collections::BTreeMap<Labels, Vec<(i64, f64)>> =
-        std::collections::BTreeMap::new();
-    for dir in list_blocks(dir)? {
-        let Some(meta) = read_meta(&dir) else {
-            tracing::warn!(block = %dir.display(), "block without a readable meta.json skipped");
-            continue;
-        };
-        if meta.max_time < start || meta.min_time > end {
-            continue;
-        }
-        // A damaged block is reported and skipped, never fatal to the read.
-        let series = match block::read_series(&dir) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(error = %e, "unreadable block skipped");
+    let mut merged: std::collections::BTreeMap<Labels, Vec<(i64, f64)>> = Default::default();
+    read_overlapping(dir, start, end, |block| {
+        let index = cache::get(block)?;
+        let samples = index.read(block, &index.matching(matchers), start, end)?;
+        for (pos, points) in samples {
+            let Some((_, labels)) = index.series.get(pos) else {
                 continue;
-            }
-        };
-        let wanted: std::collections::HashMap<u64, &Labels> = series
-            .iter()
-            .filter(|(_, l)| matchers.iter().all(|m| m.matches(l)))
-            .map(|(id, l)| (*id, l))
-            .collect();
-        if wanted.is_empty() {
-            continue;
-        }
-        let samples = match block::read_samples(&dir) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(error = %e, "unreadable block skipped");
-                continue;
-            }
-        };
-        for (id, ts, v) in samples {
-            if ts < start || ts > end {
-                continue;
-            }
-            if let Some(l) = wanted.get(&id) {
-                merged.entry((*l).clone()).or_default().push((ts, v));
+            };
+            match merged.get_mut(labels) {
+                Some(all) => all.extend(points),
+                None => {
+                    merged.insert(labels.clone(), points);
+                }
             }
         }
-    }
+        Ok(())
+    })?;
     for (labels, samples) in head.select(matchers, start, end) {
         merged.entry(labels).or_default().extend(samples);
     }
     Ok(merged
         .into_iter()
         .map(|(l, mut s)| {
-            s.sort_by_key(|(t, _)| *t);
+            // Sorted already unless blocks (or blocks and head) overlap.
+            if !s.is_sorted_by_key(|(t, _)| *t) {
+                s.sort_by_key(|(t, _)| *t);
+            }
             s.dedup_by_key(|(t, _)| *t);
             (l, s)
         })
@@ -96,24 +81,96 @@ fn series_in(
         .series_in_range(matchers, start, end)
         .into_iter()
         .collect();
-    for dir in list_blocks(dir)? {
-        let Some(meta) = read_meta(&dir) else {
-            continue;
-        };
-        if meta.max_time < start || meta.min_time > end {
-            continue;
+    read_overlapping(dir, start, end, |block| {
+        let index = cache::get(block)?;
+        out.extend(
+            index
+                .matching(matchers)
+                .into_iter()
+                .filter_map(|p| index.series.get(p).map(|(_, l)| l.clone())),
+        );
+        Ok(())
+    })?;
+    Ok(out.into_iter().collect())
+}
+
+/// Calls `read` once on every block overlapping [start, end]. A block that
+/// vanishes or changes under the read (compaction or retention replaced it
+/// between listing and reading) sends it back to the listing, whose blocks
+/// not read yet are read then: compaction publishes its output before it
+/// deletes the inputs, so their data is in a block of the new listing (and
+/// samples read twice are de-duplicated). Damaged blocks are reported and
+/// skipped, never fatal to the read.
+fn read_overlapping(
+    dir: &Path,
+    start: i64,
+    end: i64,
+    mut read: impl FnMut(&Path) -> Result<(), BlockError>,
+) -> Result<(), StoreError> {
+    let mut done = std::collections::HashSet::new();
+    for attempt in 1..=READ_ATTEMPTS {
+        let last = attempt == READ_ATTEMPTS;
+        let (blocks, unreadable) = overlapping_blocks(dir, start, end, last)?;
+        let mut again = unreadable && !last;
+        for block in blocks {
+            if done.contains(&block) {
+                continue;
+            }
+            if let Err(e) = read(&block) {
+                cache::forget(&block);
+                if vanished_under(&e, &block) && !last {
+                    again = true;
+                    continue;
+                }
+                tracing::error!(error = %e, "unreadable block skipped");
+            }
+            done.insert(block);
         }
-        match block::read_series(&dir) {
-            Ok(series) => out.extend(
-                series
-                    .into_iter()
-                    .map(|(_, l)| l)
-                    .filter(|l| matchers.iter().all(|m| m.matches(l))),
-            ),
-            Err(e) => tracing::error!(error = %e, "unreadable block skipped"),
+        if !again {
+            break;
         }
     }
-    Ok(out.into_iter().collect())
+    Ok(())
+}
+
+/// Blocks whose manifest overlaps [start, end], oldest first, and whether
+/// a listed block had no readable manifest: usually one being deleted
+/// (compaction, retention), so the caller lists again unless this is its
+/// `last` attempt, where such blocks are reported and skipped. Cached
+/// indexes of blocks no longer listed are dropped.
+fn overlapping_blocks(
+    dir: &Path,
+    start: i64,
+    end: i64,
+    last: bool,
+) -> Result<(Vec<std::path::PathBuf>, bool), StoreError> {
+    let blocks = list_blocks(dir)?;
+    cache::retain_listed(&dir.join("blocks"), &blocks);
+    let mut unreadable = false;
+    let overlapping = blocks
+        .into_iter()
+        .filter(|b| match read_meta(b) {
+            Some(meta) => meta.max_time >= start && meta.min_time <= end,
+            None => {
+                unreadable = true;
+                if last && b.exists() {
+                    tracing::warn!(block = %b.display(), "block without a readable meta.json skipped");
+                }
+                false
+            }
+        })
+        .collect();
+    Ok((overlapping, unreadable))
+}
+
+/// Whether a block read failed because the block was removed or replaced
+/// meanwhile (compaction, retention), rather than being damaged.
+fn vanished_under(e: &BlockError, block: &Path) -> bool {
+    match e {
+        BlockError::Changed { .. } => true,
+        BlockError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => true,
+        _ => !block.exists(),
+    }
 }
 
 /// What `Store::append` takes as a series: its labels, and possibly a place
@@ -994,6 +1051,46 @@ mod tests {
         let (store, report) = Store::open(dir.path()).unwrap();
         assert!(report.wal.damaged.is_empty());
         assert_eq!(store.select(&all, 0, 10).unwrap()[0].1.len(), 2);
+    }
+
+    /// A read-only snapshot (the query role) reading while the collector
+    /// flushes and compacts sees every sample exactly once: a block removed
+    /// between listing and reading sends the read back to the listing.
+    #[test]
+    fn snapshot_reads_stay_whole_during_compaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(dir.path()).unwrap();
+        let snapshot = Snapshot::open(dir.path()).unwrap();
+        let up = l(&[("__name__", "up")]);
+        let sel = [Matcher::Equal("__name__".into(), "up".into())];
+        let all: Vec<(i64, f64)> = (0..90).map(|t| (t * 1000, t as f64)).collect();
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let reader = s.spawn(|| {
+                let mut reads = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let got = snapshot.select(&sel, 0, 1_000_000).unwrap();
+                    let points = got.first().map(|(_, p)| p.as_slice()).unwrap_or(&[]);
+                    // While flushes run, a prefix (the head is not in the
+                    // snapshot); never a gap or a duplicate.
+                    assert_eq!(points, &all[..points.len()]);
+                    reads += 1;
+                }
+                reads
+            });
+            for chunk in all.chunks(3) {
+                let batch: Vec<_> = chunk.iter().map(|(t, v)| (up.clone(), *t, *v)).collect();
+                store.append(&batch).unwrap();
+                store.flush().unwrap();
+            }
+            for span in [6_000, 20_000, 1_000_000] {
+                store.compact(span).unwrap();
+            }
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            assert!(reader.join().unwrap() > 0);
+        });
+        assert_eq!(store.blocks().unwrap().len(), 1);
+        assert_eq!(snapshot.select(&sel, 0, 1_000_000).unwrap()[0].1, all);
     }
 
     #[test]

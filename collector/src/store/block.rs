@@ -1,17 +1,19 @@
 //! Immutable blocks: a head's samples written as Parquet, `series.parquet`
 //! (id, metric name, labels) and `samples.parquet` (series id, timestamp,
 //! value) sorted by series then time, plus `meta.json`. The column encodings
-//! were chosen by measurement (`bench encodings`, real node + process
-//! exporter scrapes): delta for ids and timestamps, plain values, zstd(3).
-//! Byte-stream-split values measured slightly larger on this data (mostly
-//! constant or slowly moving values that zstd already squeezes).
+//! were chosen by measurement: delta for ids and timestamps, zstd(3), and
+//! pages of `PAGE_ROWS` rows with timestamp statistics so reads decode only
+//! the pages of their time window (`bench promql`). Values are
+//! byte-stream-split: on real node + process exporter scrapes (`bench
+//! encodings`) 4-8% larger than plain, but their pages decode 35-40% faster,
+//! which is most of a dashboard query's read time.
 
 use crate::relabel::Labels;
 use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, UInt64Array};
 use arrow_schema::{DataType, Field, Schema};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -33,6 +35,9 @@ pub enum BlockError {
         path: PathBuf,
         source: arrow_schema::ArrowError,
     },
+    /// The file is no longer the one a cached index was built from.
+    #[error("block {path}: replaced while being read")]
+    Changed { path: PathBuf },
 }
 
 /// How sample columns are encoded; the default is what measurement chose.
@@ -52,12 +57,21 @@ pub enum Codec {
     Zstd(i32),
 }
 
+/// Rows per data page. Measured with `bench promql` and `bench encodings`
+/// (24 h blocks at a 15 s interval, 5760 samples a series): reading 1 h of
+/// 192 series takes 3.3 ms against 16.5 ms with Parquet's default 20,000
+/// rows (and plain values), for 0.87 bytes per sample instead of about
+/// 0.68 on real scrapes (2.97 instead of 2.14 on the bench's noisier data;
+/// Prometheus: 1.5 and 3.3). 512 rows cost more bytes for little gain,
+/// 2048 and more lose most of the time pruning.
+pub const PAGE_ROWS: usize = 1024;
+
 impl Default for Encodings {
     fn default() -> Self {
         Encodings {
             ids_delta: true,
             timestamps_delta: true,
-            values_byte_stream_split: false,
+            values_byte_stream_split: true,
             dictionary: false,
             compression: Codec::Zstd(3),
         }
@@ -139,10 +153,19 @@ pub fn write_block(
         Codec::Snappy => Compression::SNAPPY,
         Codec::Zstd(level) => Compression::ZSTD(ZstdLevel::try_new(level).unwrap_or_default()),
     };
+    // Small pages and per-page time statistics let a read decode only the
+    // pages of its window (the page index); series ids and values need no
+    // page statistics (the read path finds series by their rows).
     let mut props = WriterProperties::builder()
         .set_compression(compression)
+        .set_data_page_row_count_limit(PAGE_ROWS)
+        .set_write_batch_size(PAGE_ROWS)
         .set_dictionary_enabled(enc.dictionary);
     let col = |c: &str| ColumnPath::from(c);
+    props = props
+        .set_column_statistics_enabled(col("series_id"), EnabledStatistics::Chunk)
+        .set_column_statistics_enabled(col("value"), EnabledStatistics::Chunk)
+        .set_column_statistics_enabled(col("timestamp"), EnabledStatistics::Page);
     if enc.ids_delta {
         props = props.set_column_encoding(col("series_id"), Encoding::DELTA_BINARY_PACKED);
     }
@@ -292,7 +315,7 @@ pub(crate) fn batches(path: &Path) -> Result<Vec<RecordBatch>, BlockError> {
         .collect()
 }
 
-fn bad_columns(path: &Path) -> BlockError {
+pub(crate) fn bad_columns(path: &Path) -> BlockError {
     BlockError::Io {
         path: path.to_path_buf(),
         source: std::io::Error::other("unexpected column types"),

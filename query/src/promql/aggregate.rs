@@ -2,7 +2,7 @@
 //! `aggregation`: incremental mean for avg, Welford for stddev/stdvar,
 //! Go's container/heap for topk/bottomk so ties resolve the same way).
 
-use super::eval::Evaluator;
+use super::eval::{ptr, Evaluator, PtrMap};
 use super::functions::histogram::quantile;
 use super::value::{format_float, Sample, Value};
 use super::QueryError;
@@ -10,7 +10,6 @@ use carbonio_collector::relabel::Labels;
 use promql_parser::parser::token::TokenType;
 use promql_parser::parser::token::*;
 use promql_parser::parser::{AggregateExpr, LabelModifier};
-use std::collections::HashMap;
 use std::sync::Arc;
 
 struct Group {
@@ -63,22 +62,33 @@ pub fn eval(ev: &mut Evaluator, a: &AggregateExpr, ts: i64) -> Result<Value, Que
         }
     }
     let mut order: Vec<Group> = Vec::new();
-    let mut index: HashMap<Labels, usize> = HashMap::new();
+    // Group keys are interned (and computed once per input label set for
+    // the whole query), so groups are found by identity.
+    let mut index: PtrMap<usize, usize> = PtrMap::default();
+    let node = a as *const AggregateExpr as usize;
     for s in input {
-        let mut key = group_labels(&s.labels, &a.modifier);
-        if op == T_COUNT_VALUES {
+        let key = if op == T_COUNT_VALUES {
+            let mut key = group_labels(&s.labels, &a.modifier);
             key.insert(value_label.clone(), format_float(s.v));
-        }
-        let gi = match index.get(&key) {
+            ev.labels.intern(key)
+        } else {
+            ev.labels
+                .derive(node, &s.labels, |l| group_labels(l, &a.modifier))
+        };
+        let gi = match index.get(&ptr(&key)) {
             Some(i) => *i,
             None => {
-                index.insert(key.clone(), order.len());
+                index.insert(ptr(&key), order.len());
                 order.push(Group {
-                    labels: Arc::new(key),
+                    labels: key,
                     value: s.v,
                     mean: s.v,
                     count: 1,
-                    values: vec![s.v],
+                    values: if op == T_QUANTILE {
+                        vec![s.v]
+                    } else {
+                        Vec::new()
+                    },
                     heap: Vec::new(),
                 });
                 let g = order.len() - 1;

@@ -2,15 +2,14 @@
 //! set operators, with `on`/`ignoring` and `group_left`/`group_right`
 //! vector matching (Prometheus's `VectorBinop`, `VectorAnd/Or/Unless`).
 
-use super::eval::{check_unique, Evaluator};
-use super::value::{drop_name, Sample, Value};
+use super::eval::{ptr, Evaluator, PtrMap};
+use super::value::{Sample, Value};
 use super::QueryError;
 use carbonio_collector::relabel::Labels;
 use promql_parser::parser::token::TokenType;
 use promql_parser::parser::token::*;
 use promql_parser::parser::{BinModifier, BinaryExpr, LabelModifier, VectorMatchCardinality};
-use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::collections::HashSet;
 
 pub fn eval(ev: &mut Evaluator, b: &BinaryExpr, ts: i64) -> Result<Value, QueryError> {
     let op = b.op.id();
@@ -26,13 +25,16 @@ pub fn eval(ev: &mut Evaluator, b: &BinaryExpr, ts: i64) -> Result<Value, QueryE
                 v
             }))
         }
-        (Value::Vector(l), Value::Scalar(r)) => vector_scalar(op, l, r, false, return_bool, ts),
-        (Value::Scalar(l), Value::Vector(r)) => vector_scalar(op, r, l, true, return_bool, ts),
+        (Value::Vector(l), Value::Scalar(r)) => vector_scalar(ev, op, l, r, false, return_bool, ts),
+        (Value::Scalar(l), Value::Vector(r)) => vector_scalar(ev, op, r, l, true, return_bool, ts),
         (Value::Vector(l), Value::Vector(r)) => {
             let modifier = b.modifier.clone().unwrap_or_default();
             match op {
                 T_LAND | T_LOR | T_LUNLESS => Ok(Value::Vector(set_op(op, l, r, &modifier))),
-                _ => vector_vector(op, l, r, &modifier, return_bool, ts),
+                _ => {
+                    let node = b as *const BinaryExpr as usize;
+                    vector_vector(ev, node, op, l, r, &modifier, return_bool, ts)
+                }
             }
         }
         (l, r) => Err(QueryError::BadData(format!(
@@ -78,6 +80,7 @@ fn apply(op: u16, l: f64, r: f64) -> Result<(f64, bool), QueryError> {
 }
 
 fn vector_scalar(
+    ev: &mut Evaluator,
     op: u16,
     vector: Vec<Sample>,
     scalar: f64,
@@ -103,14 +106,14 @@ fn vector_scalar(
         }
         if keep {
             let labels = if drops_name(op) || return_bool {
-                drop_name(&s.labels)
+                ev.labels.drop_name(&s.labels)
             } else {
                 s.labels
             };
             out.push(Sample { labels, t: ts, v });
         }
     }
-    check_unique(out)
+    ev.labels.check_unique(out)
 }
 
 /// The labels two elements are matched on.
@@ -132,6 +135,11 @@ fn signature(labels: &Labels, matching: &Option<LabelModifier>) -> Vec<(String, 
             .map(|(n, v)| (n.clone(), v.clone()))
             .collect(),
     }
+}
+
+/// `signature` as a label set, to be interned.
+fn signature_labels(labels: &Labels, matching: &Option<LabelModifier>) -> Labels {
+    signature(labels, matching).into_iter().collect()
 }
 
 fn set_op(op: u16, lhs: Vec<Sample>, rhs: Vec<Sample>, m: &BinModifier) -> Vec<Sample> {
@@ -163,7 +171,14 @@ fn set_op(op: u16, lhs: Vec<Sample>, rhs: Vec<Sample>, m: &BinModifier) -> Vec<S
     }
 }
 
+/// Matching by signature. Signatures and (for one-to-one matching) result
+/// labels are interned and derived once per input label set for the
+/// whole query (`node` tells this expression's derivations apart), so
+/// each step compares addresses.
+#[allow(clippy::too_many_arguments)]
 fn vector_vector(
+    ev: &mut Evaluator,
+    node: usize,
     op: u16,
     lhs: Vec<Sample>,
     rhs: Vec<Sample>,
@@ -171,32 +186,37 @@ fn vector_vector(
     return_bool: bool,
     ts: i64,
 ) -> Result<Value, QueryError> {
+    let (sig_kind, result_kind) = (node + 1, node + 2);
     let one_to_many = matches!(m.card, VectorMatchCardinality::OneToMany(_));
     // `many` is iterated, `one` is looked up by signature.
     let (many, one) = if one_to_many { (rhs, lhs) } else { (lhs, rhs) };
-    let mut one_by_sig: HashMap<Vec<(String, String)>, Sample> = HashMap::new();
+    let mut one_by_sig: PtrMap<usize, Sample> = PtrMap::default();
     for s in one {
-        let sig = signature(&s.labels, &m.matching);
-        if let Some(prev) = one_by_sig.get(&sig) {
+        let sig = ev
+            .labels
+            .derive(sig_kind, &s.labels, |l| signature_labels(l, &m.matching));
+        if let Some(prev) = one_by_sig.get(&ptr(&sig)) {
             let side = if one_to_many { "left" } else { "right" };
             return Err(QueryError::Execution(format!(
                 "found duplicate series for the match group {} on the {side} hand-side of the operation: [{}, {}];many-to-many matching not allowed: matching labels must be unique on one side",
-                format_sig(&sig),
+                format_sig(&signature(&s.labels, &m.matching)),
                 format_labels(&prev.labels),
                 format_labels(&s.labels)
             )));
         }
-        one_by_sig.insert(sig, s);
+        one_by_sig.insert(ptr(&sig), s);
     }
     let include: &[String] = match &m.card {
         VectorMatchCardinality::ManyToOne(l) | VectorMatchCardinality::OneToMany(l) => &l.labels,
         _ => &[],
     };
-    let mut matched: HashMap<Vec<(String, String)>, HashSet<Arc<Labels>>> = HashMap::new();
+    let mut matched: PtrMap<usize, HashSet<usize>> = PtrMap::default();
     let mut out = Vec::new();
     for s in many {
-        let sig = signature(&s.labels, &m.matching);
-        let Some(o) = one_by_sig.get(&sig) else {
+        let sig = ev
+            .labels
+            .derive(sig_kind, &s.labels, |l| signature_labels(l, &m.matching));
+        let Some(o) = one_by_sig.get(&ptr(&sig)) else {
             continue;
         };
         let (l, r) = if one_to_many { (o.v, s.v) } else { (s.v, o.v) };
@@ -206,38 +226,46 @@ fn vector_vector(
         } else if !keep {
             continue;
         }
-        let mut labels = result_labels(&s.labels, &o.labels, op, m, include);
+        // Without group_x labels the result depends on the many side only.
+        let mut labels = if include.is_empty() {
+            ev.labels.derive(result_kind, &s.labels, |l| {
+                result_labels(l, &o.labels, op, m, include)
+            })
+        } else {
+            ev.labels
+                .intern(result_labels(&s.labels, &o.labels, op, m, include))
+        };
         if return_bool {
-            labels = drop_name(&labels);
+            labels = ev.labels.drop_name(&labels);
         }
-        let seen = matched.entry(sig).or_default();
+        let seen = matched.entry(ptr(&sig)).or_default();
         if matches!(m.card, VectorMatchCardinality::OneToOne) {
             if !seen.is_empty() {
                 return Err(QueryError::Execution(
                     "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)".into(),
                 ));
             }
-            seen.insert(labels.clone());
-        } else if !seen.insert(labels.clone()) {
+            seen.insert(ptr(&labels));
+        } else if !seen.insert(ptr(&labels)) {
             return Err(QueryError::Execution(
                 "multiple matches for labels: grouping labels must ensure unique matches".into(),
             ));
         }
         out.push(Sample { labels, t: ts, v });
     }
-    check_unique(out)
+    ev.labels.check_unique(out)
 }
 
 /// Prometheus's `resultMetric`: the many side's labels, reduced to the
 /// matching labels for one-to-one `on`, plus `group_x` labels from the one side.
 fn result_labels(
-    many: &Arc<Labels>,
+    many: &Labels,
     one: &Labels,
     op: u16,
     m: &BinModifier,
     include: &[String],
-) -> Arc<Labels> {
-    let mut l = Labels::clone(many);
+) -> Labels {
+    let mut l = many.clone();
     if drops_name(op) {
         l.remove("__name__");
     }
@@ -258,7 +286,7 @@ fn result_labels(
             }
         }
     }
-    Arc::new(l)
+    l
 }
 
 fn format_sig(sig: &[(String, String)]) -> String {

@@ -2,14 +2,13 @@
 //! numeric work in `functions` (one module per family).
 
 use super::aggregate::valid_label_name;
-use super::eval::{check_unique, Evaluator};
+use super::eval::{check_unique, ptr, Evaluator, PtrMap, DERIVE_HISTOGRAM};
 use super::functions::{histogram, math, range};
 use super::value::{drop_name, Sample, Series, Value};
 use super::{QueryError, NOT_IN_2_42};
 use carbonio_collector::relabel::Labels;
 use promql_parser::label::MatchOp;
 use promql_parser::parser::{Call, Expr};
-use std::collections::HashMap;
 use std::sync::Arc;
 
 pub fn eval(ev: &mut Evaluator, c: &Call, ts: i64) -> Result<Value, QueryError> {
@@ -74,7 +73,7 @@ pub fn eval(ev: &mut Evaluator, c: &Call, ts: i64) -> Result<Value, QueryError> 
         "histogram_quantile" => {
             let q = ev.scalar(arg(&args, 0)?, ts)?;
             let v = ev.vector(arg(&args, 1)?, ts)?;
-            Ok(Value::Vector(histogram_quantile(q, v, ts)))
+            Ok(Value::Vector(histogram_quantile(ev, q, v, ts)))
         }
         _ if math::is_date_function(name) => {
             if args.is_empty() {
@@ -131,12 +130,12 @@ fn elementwise(
             )));
         };
         out.push(Sample {
-            labels: drop_name(&s.labels),
+            labels: ev.labels.drop_name(&s.labels),
             t: ts,
             v: value,
         });
     }
-    check_unique(out)
+    ev.labels.check_unique(out)
 }
 
 /// Functions over a range vector: one output element per input series
@@ -163,20 +162,26 @@ fn range_function(
     // not at the (offset) window end, as 2.42 does.
     let anchor = ts;
     let mut out = Vec::with_capacity(series.len());
+    let mut used = Vec::with_capacity(series.len());
     for Series { labels, points } in series {
         if let Some(v) = range::eval_range_at(name, &points, start, end, anchor, &params) {
             out.push(Sample {
                 labels: if keep_name {
                     labels
                 } else {
-                    drop_name(&labels)
+                    ev.labels.drop_name(&labels)
                 },
                 t: ts,
                 v,
             });
         }
+        used.push(points);
     }
-    check_unique(out)
+    ev.recycle(used);
+    if ev.distinct_without_name(arg(args, matrix_at)?) {
+        return Ok(Value::Vector(out));
+    }
+    ev.labels.check_unique(out)
 }
 
 /// `absent`/`absent_over_time`: 1 with the selector's equality-matched
@@ -305,19 +310,22 @@ fn label_join(ev: &mut Evaluator, args: &[&Expr], ts: i64) -> Result<Value, Quer
 /// (upper bound, cumulative count) of one histogram.
 type Buckets = Vec<(f64, f64)>;
 
-/// Buckets grouped by their labels without `le` and the metric name.
-fn histogram_quantile(q: f64, v: Vec<Sample>, ts: i64) -> Vec<Sample> {
+/// Buckets grouped by their labels without `le` and the metric name
+/// (interned, so grouped by identity).
+fn histogram_quantile(ev: &mut Evaluator, q: f64, v: Vec<Sample>, ts: i64) -> Vec<Sample> {
     let mut order: Vec<(Arc<Labels>, Buckets)> = Vec::new();
-    let mut index: HashMap<Arc<Labels>, usize> = HashMap::new();
+    let mut index: PtrMap<usize, usize> = PtrMap::default();
     for s in v {
         let Some(le) = s.labels.get("le").and_then(|le| parse_go_float(le)) else {
             continue;
         };
-        let mut l = Labels::clone(&s.labels);
-        l.remove("le");
-        l.remove("__name__");
-        let l = Arc::new(l);
-        let i = *index.entry(l.clone()).or_insert_with(|| {
+        let l = ev.labels.derive(DERIVE_HISTOGRAM, &s.labels, |l| {
+            let mut l = l.clone();
+            l.remove("le");
+            l.remove("__name__");
+            l
+        });
+        let i = *index.entry(ptr(&l)).or_insert_with(|| {
             order.push((l, Vec::new()));
             order.len() - 1
         });

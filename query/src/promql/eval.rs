@@ -10,12 +10,50 @@ use carbonio_collector::store::head::Matcher;
 use carbonio_collector::store::MetricRead;
 use promql_parser::label::MatchOp;
 use promql_parser::parser::{AtModifier, Expr, Offset, SubqueryExpr, VectorSelector};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-/// One selected series: labels and every sample in the loaded window.
-type Loaded = (Arc<Labels>, Vec<(i64, f64)>);
+mod memo;
+pub use memo::{ptr, LabelMemo, PtrMap, DERIVE_HISTOGRAM};
+
+/// One selected series: labels (interned) and every sample in the loaded
+/// window; `stale` when some are staleness markers. `cursor` is where the
+/// last step's window began and ended: steps mostly move forward, so the
+/// next window is found near it instead of by a binary search over the
+/// whole series (which misses the cache on every probe).
+struct Loaded {
+    labels: Arc<Labels>,
+    points: Vec<(i64, f64)>,
+    stale: bool,
+    cursor: std::cell::Cell<(usize, usize)>,
+}
+
+/// `points.partition_point(|p| before(p.0))`, searched from `hint`:
+/// galloping forward when the answer is after it, else a binary search
+/// below it.
+fn seek(points: &[(i64, f64)], hint: usize, before: impl Fn(i64) -> bool) -> usize {
+    let n = points.len();
+    let h = hint.min(n);
+    if h == n || !before(points[h].0) {
+        if h == 0 || before(points[h - 1].0) {
+            return h;
+        }
+        return points[..h].partition_point(|p| before(p.0));
+    }
+    // Everything below `lo` is before the answer.
+    let mut lo = h + 1;
+    let mut step = 1;
+    loop {
+        let probe = lo + step - 1;
+        if probe >= n || !before(points[probe].0) {
+            let hi = probe.min(n);
+            return lo + points[lo..hi].partition_point(|p| before(p.0));
+        }
+        lo = probe + 1;
+        step *= 2;
+    }
+}
 
 pub struct Evaluator<'a> {
     store: &'a (dyn MetricRead + Sync),
@@ -25,11 +63,18 @@ pub struct Evaluator<'a> {
     deadline: Instant,
     /// Selector data keyed by the selector node's address (the tree
     /// outlives the evaluator).
-    data: HashMap<usize, Arc<Vec<Loaded>>>,
+    data: HashMap<usize, std::rc::Rc<Vec<Loaded>>>,
+    /// Selectors whose series stay distinct without their metric name
+    /// (so functions over them cannot produce duplicate label sets).
+    distinct_without_name: HashSet<usize>,
     samples_loaded: usize,
     /// Subquery inner results by (node, step time): steps are aligned to
     /// absolute multiples of the step, so outer steps share them.
     memo: HashMap<(usize, i64), Value>,
+    pub(super) labels: LabelMemo,
+    /// Point buffers of range windows already used, to fill again: a
+    /// window per series and step would otherwise be an allocation each.
+    spare: Vec<Vec<(i64, f64)>>,
     started: Instant,
 }
 
@@ -56,8 +101,11 @@ impl<'a> Evaluator<'a> {
             query_end,
             deadline,
             data: HashMap::new(),
+            distinct_without_name: HashSet::new(),
             samples_loaded: 0,
             memo: HashMap::new(),
+            labels: LabelMemo::default(),
+            spare: Vec::new(),
             started: Instant::now(),
         }
     }
@@ -126,15 +174,40 @@ impl<'a> Evaluator<'a> {
         if self.samples_loaded > self.opts.max_samples {
             return Err(too_many_samples());
         }
-        let loaded = selected
+        let loaded: Vec<Loaded> = selected
             .into_iter()
-            .map(|(l, s)| (Arc::new(l), s))
+            .map(|(l, points)| Loaded {
+                labels: self.labels.intern(l),
+                stale: points.iter().any(|p| p.1.to_bits() == STALE_NAN_BITS),
+                points,
+                cursor: std::cell::Cell::new((0, 0)),
+            })
             .collect();
-        self.data.insert(key, Arc::new(loaded));
+        let mut without_name = HashSet::with_capacity(loaded.len());
+        if loaded
+            .iter()
+            .all(|s| without_name.insert(ptr(&self.labels.drop_name(&s.labels))))
+        {
+            self.distinct_without_name.insert(key);
+        }
+        self.data.insert(key, std::rc::Rc::new(loaded));
         Ok(())
     }
 
-    fn data_of(&self, vs: &VectorSelector) -> Result<Arc<Vec<Loaded>>, QueryError> {
+    /// Whether `arg` is a range selector whose series stay distinct
+    /// without their metric name: per-series functions over it then need
+    /// no duplicate check.
+    pub fn distinct_without_name(&self, arg: &Expr) -> bool {
+        match arg {
+            Expr::Paren(p) => self.distinct_without_name(&p.expr),
+            Expr::MatrixSelector(ms) => self
+                .distinct_without_name
+                .contains(&(&ms.vs as *const VectorSelector as usize)),
+            _ => false,
+        }
+    }
+
+    fn data_of(&self, vs: &VectorSelector) -> Result<std::rc::Rc<Vec<Loaded>>, QueryError> {
         self.data
             .get(&(vs as *const VectorSelector as usize))
             .cloned()
@@ -215,7 +288,7 @@ impl<'a> Evaluator<'a> {
                     )))
                 }
             };
-            out.push_step(ts, samples);
+            out.push_step(ts, samples, &mut self.labels);
             ts += step;
         }
         let mut out = out.series;
@@ -235,12 +308,12 @@ impl<'a> Evaluator<'a> {
                     let out: Vec<Sample> = v
                         .into_iter()
                         .map(|s| Sample {
-                            labels: super::value::drop_name(&s.labels),
+                            labels: self.labels.drop_name(&s.labels),
                             t: ts,
                             v: -s.v,
                         })
                         .collect();
-                    check_unique(out)
+                    self.labels.check_unique(out)
                 }
                 other => Err(QueryError::BadData(format!(
                     "unary expression only allowed on expressions of type scalar or instant vector, got {}",
@@ -276,11 +349,13 @@ impl<'a> Evaluator<'a> {
         let oldest = rt - self.opts.lookback_delta_ms;
         Ok(data
             .iter()
-            .filter_map(|(labels, points)| {
-                let i = points.partition_point(|p| p.0 <= rt);
-                let &(t, v) = points.get(i.checked_sub(1)?)?;
+            .filter_map(|s| {
+                let (a, b) = s.cursor.get();
+                let i = seek(&s.points, b, |t| t <= rt);
+                s.cursor.set((a, i));
+                let &(t, v) = s.points.get(i.checked_sub(1)?)?;
                 (t >= oldest && v.to_bits() != STALE_NAN_BITS).then(|| Sample {
-                    labels: labels.clone(),
+                    labels: s.labels.clone(),
                     t,
                     v,
                 })
@@ -297,22 +372,35 @@ impl<'a> Evaluator<'a> {
         range: i64,
     ) -> Result<Vec<Series>, QueryError> {
         let data = self.data_of(vs)?;
-        Ok(data
-            .iter()
-            .filter_map(|(labels, points)| {
-                let a = points.partition_point(|p| p.0 < rt - range);
-                let b = points.partition_point(|p| p.0 <= rt);
-                let pts: Vec<(i64, f64)> = points[a..b]
-                    .iter()
-                    .copied()
-                    .filter(|(_, v)| v.to_bits() != STALE_NAN_BITS)
-                    .collect();
-                (!pts.is_empty()).then(|| Series {
-                    labels: labels.clone(),
-                    points: pts,
-                })
-            })
-            .collect())
+        let mut out = Vec::with_capacity(data.len());
+        for s in data.iter() {
+            let (a, b) = s.cursor.get();
+            let a = seek(&s.points, a, |t| t < rt - range);
+            let b = seek(&s.points, b.max(a), |t| t <= rt);
+            s.cursor.set((a, b));
+            let window = &s.points[a..b];
+            let mut pts = self.spare.pop().unwrap_or_default();
+            pts.clear();
+            if s.stale {
+                pts.extend(window.iter().filter(|(_, v)| v.to_bits() != STALE_NAN_BITS));
+            } else {
+                pts.extend_from_slice(window);
+            }
+            if pts.is_empty() {
+                self.spare.push(pts);
+                continue;
+            }
+            out.push(Series {
+                labels: s.labels.clone(),
+                points: pts,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Takes back the point buffers of windows no longer needed.
+    pub fn recycle(&mut self, series: impl IntoIterator<Item = Vec<(i64, f64)>>) {
+        self.spare.extend(series);
     }
 
     /// The inner expression at every step multiple in [rt - range, rt].
@@ -354,7 +442,7 @@ impl<'a> Evaluator<'a> {
             if self.samples_loaded > self.opts.max_samples {
                 return Err(too_many_samples());
             }
-            out.push_step(t, samples);
+            out.push_step(t, samples, &mut self.labels);
             t += step;
         }
         Ok(out.series)
@@ -406,27 +494,24 @@ impl<'a> Evaluator<'a> {
     }
 }
 
-/// Collects per-step vectors into series, one per label set.
+/// Collects per-step vectors into series, one per (interned) label set.
 #[derive(Default)]
 struct SeriesBuilder {
     series: Vec<Series>,
-    index: HashMap<Arc<Labels>, usize>,
+    index: PtrMap<usize, usize>,
 }
 
 impl SeriesBuilder {
-    fn push_step(&mut self, t: i64, samples: Vec<Sample>) {
+    fn push_step(&mut self, t: i64, samples: Vec<Sample>, memo: &mut LabelMemo) {
         for s in samples {
-            let i = match self.index.get(&s.labels) {
-                Some(i) => *i,
-                None => {
-                    self.index.insert(s.labels.clone(), self.series.len());
-                    self.series.push(Series {
-                        labels: s.labels,
-                        points: Vec::new(),
-                    });
-                    self.series.len() - 1
-                }
-            };
+            let labels = memo.intern_arc(s.labels);
+            let i = *self.index.entry(ptr(&labels)).or_insert_with(|| {
+                self.series.push(Series {
+                    labels,
+                    points: Vec::new(),
+                });
+                self.series.len() - 1
+            });
             self.series[i].points.push((t, s.v));
         }
     }
@@ -436,11 +521,13 @@ impl SeriesBuilder {
 /// the same labels (usually after dropping `__name__`).
 pub fn check_unique(samples: Vec<Sample>) -> Result<Value, QueryError> {
     if has_duplicate_labels(&samples) {
-        return Err(QueryError::Execution(
-            "vector cannot contain metrics with the same labelset".into(),
-        ));
+        return Err(duplicate_labelset());
     }
     Ok(Value::Vector(samples))
+}
+
+pub(super) fn duplicate_labelset() -> QueryError {
+    QueryError::Execution("vector cannot contain metrics with the same labelset".into())
 }
 
 fn too_many_samples() -> QueryError {
@@ -477,4 +564,21 @@ fn matchers_of(vs: &VectorSelector) -> Result<Vec<Matcher>, QueryError> {
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod seek_tests {
+    use super::seek;
+
+    #[test]
+    fn seek_agrees_with_partition_point_from_any_hint() {
+        let points: Vec<(i64, f64)> = (0..50).map(|i| (i * 10 - (i % 3), 0.0)).collect();
+        for target in -20..520 {
+            let want = points.partition_point(|p| p.0 < target);
+            for hint in 0..=points.len() + 2 {
+                assert_eq!(seek(&points, hint, |t| t < target), want, "{target} {hint}");
+            }
+        }
+        assert_eq!(seek(&[], 3, |_| true), 0);
+    }
 }
