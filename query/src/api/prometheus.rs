@@ -106,20 +106,41 @@ async fn query(State(svc): Svc, req: Request) -> Response {
     let engine = try_resp!(engine_for(&svc, &p));
     let (value, stats) =
         try_resp!(evaluate(&svc, move |s| engine.instant(s.metrics.as_ref(), &q, t)).await);
-    let (kind, result) = match value {
-        PromValue::Scalar(v) => ("scalar", json!([ts(t), format_float(v)])),
-        PromValue::String(s) => ("string", json!([ts(t), s])),
-        PromValue::Vector(v) => (
-            "vector",
-            Value::Array(
-                v.iter()
-                    .map(|s| json!({"metric": labels_json(&s.labels), "value": [ts(t), format_float(s.v)]}))
-                    .collect(),
-            ),
-        ),
-        PromValue::Matrix(m) => ("matrix", matrix_json(&m)),
+    let mut out = Vec::new();
+    let kind = match value {
+        PromValue::Scalar(v) => {
+            write_point(&mut out, t, v);
+            "scalar"
+        }
+        PromValue::String(s) => {
+            out.push(b'[');
+            write_ts(&mut out, t);
+            out.push(b',');
+            let _ = serde_json::to_writer(&mut out, &s);
+            out.push(b']');
+            "string"
+        }
+        PromValue::Vector(v) => {
+            out.push(b'[');
+            for (i, s) in v.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(b"{\"metric\":");
+                let _ = serde_json::to_writer(&mut out, s.labels.as_ref());
+                out.extend_from_slice(b",\"value\":");
+                write_point(&mut out, t, s.v);
+                out.push(b'}');
+            }
+            out.push(b']');
+            "vector"
+        }
+        PromValue::Matrix(m) => {
+            write_matrix(&mut out, &m);
+            "matrix"
+        }
     };
-    with_stats(json!({"resultType": kind, "result": result}), &p, stats)
+    respond(kind, &out, &p, stats)
 }
 
 async fn query_range(State(svc): Svc, req: Request) -> Response {
@@ -161,16 +182,23 @@ async fn query_range(State(svc): Svc, req: Request) -> Response {
         ))
         .await
     );
-    with_stats(
-        json!({"resultType": "matrix", "result": matrix_json(&matrix)}),
-        &p,
-        stats,
-    )
+    let mut out = Vec::with_capacity(64 * matrix.iter().map(|s| s.points.len() + 4).sum::<usize>());
+    write_matrix(&mut out, &matrix);
+    respond("matrix", &out, &p, stats)
 }
 
-fn with_stats(mut data: Value, p: &Params, stats: QueryStats) -> Response {
+/// The success envelope around an already encoded result: results are
+/// written straight to bytes (building `serde_json::Value`s cost more than
+/// evaluating a typical dashboard query).
+fn respond(kind: &str, result: &[u8], p: &Params, stats: QueryStats) -> Response {
+    let mut body = Vec::with_capacity(result.len() + 96);
+    body.extend_from_slice(b"{\"status\":\"success\",\"data\":{\"resultType\":\"");
+    body.extend_from_slice(kind.as_bytes());
+    body.extend_from_slice(b"\",\"result\":");
+    body.extend_from_slice(result);
     if p.get("stats").is_some() {
-        data["stats"] = json!({
+        body.extend_from_slice(b",\"stats\":");
+        let stats = json!({
             "timings": {
                 "evalTotalTime": stats.eval_seconds,
                 "resultSortTime": 0,
@@ -184,17 +212,49 @@ fn with_stats(mut data: Value, p: &Params, stats: QueryStats) -> Response {
                 "peakSamples": stats.samples_loaded,
             }
         });
+        let _ = serde_json::to_writer(&mut body, &stats);
     }
-    success(data)
+    body.extend_from_slice(b"}}");
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 /// Unix seconds as Prometheus writes them: an integer when whole.
-fn ts(ms: i64) -> Value {
-    if ms % 1000 == 0 {
-        json!(ms / 1000)
+fn write_ts(out: &mut Vec<u8>, ms: i64) {
+    use std::io::Write;
+    let _ = if ms % 1000 == 0 {
+        write!(out, "{}", ms / 1000)
     } else {
-        json!(ms as f64 / 1000.0)
+        write!(out, "{}", ms as f64 / 1000.0)
+    };
+}
+
+/// `[t,"v"]`
+fn write_point(out: &mut Vec<u8>, t: i64, v: f64) {
+    out.push(b'[');
+    write_ts(out, t);
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(format_float(v).as_bytes());
+    out.extend_from_slice(b"\"]");
+}
+
+fn write_matrix(out: &mut Vec<u8>, m: &[Series]) {
+    out.push(b'[');
+    for (i, s) in m.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"metric\":");
+        let _ = serde_json::to_writer(&mut *out, s.labels.as_ref());
+        out.extend_from_slice(b",\"values\":[");
+        for (j, (t, v)) in s.points.iter().enumerate() {
+            if j > 0 {
+                out.push(b',');
+            }
+            write_point(out, *t, *v);
+        }
+        out.extend_from_slice(b"]}");
     }
+    out.push(b']');
 }
 
 fn labels_json(l: &Labels) -> Value {
@@ -202,21 +262,6 @@ fn labels_json(l: &Labels) -> Value {
         l.iter()
             .map(|(k, v)| (k.clone(), json!(v)))
             .collect::<Map<_, _>>(),
-    )
-}
-
-fn matrix_json(m: &[Series]) -> Value {
-    Value::Array(
-        m.iter()
-            .map(|s| {
-                let values: Vec<Value> = s
-                    .points
-                    .iter()
-                    .map(|(t, v)| json!([ts(*t), format_float(*v)]))
-                    .collect();
-                json!({"metric": labels_json(&s.labels), "values": values})
-            })
-            .collect(),
     )
 }
 
