@@ -374,7 +374,12 @@ fn store(
         logs.forget_checkpoint(&old);
     }
     let Some(id) = follower.id() else {
-        return true; // no complete first line yet: nothing to store
+        if progress.records.is_empty() {
+            return true; // no complete first line yet: nothing to store
+        }
+        // Lines without an identity to checkpoint them under: read them again.
+        follower.rewind();
+        return false;
     };
     if progress.records.is_empty() && progress.checkpoint == follower.committed() {
         return true;

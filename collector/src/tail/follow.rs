@@ -177,6 +177,11 @@ impl Follower {
             progress.bytes_read += n as u64;
             self.split_lines(&mut progress);
         }
+        if self.fingerprint.is_none() && progress.bytes_read > 0 {
+            // The first line may have arrived between the check above and
+            // the read: records need an identity to be checkpointed under.
+            self.fingerprint = fingerprint(&self.file)?;
+        }
         if progress.bytes_read > 0 {
             self.last_data = Instant::now();
         } else if finish {
