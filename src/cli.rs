@@ -38,8 +38,11 @@ pub enum Command {
     Query(QueryArgs),
     /// Validate a configuration file (the global and scrape_configs sections, relabeling, referenced files).
     CheckConfig { file: PathBuf },
-    /// Validate rule files. Not built yet.
-    CheckRules { files: Vec<PathBuf> },
+    /// Validate rule files (Prometheus's format plus log_alert rules), like `promtool check rules`.
+    CheckRules {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
     /// Import OpenMetrics backfill (legacy zmstat CSV: not built yet).
     #[command(subcommand)]
     Import(ImportCommand),
@@ -82,6 +85,18 @@ pub enum DebugCommand {
     },
     /// Print every stored log line of a data directory as NDJSON (read-only, safe while a collector runs).
     LogsDump { data: PathBuf },
+    /// Evaluate rule files over a data directory at every group interval from START to END (seconds), as `promtool test rules` does from time 0; prints each evaluation's pending and firing alerts as JSON lines.
+    EvalRules {
+        data: PathBuf,
+        rules: PathBuf,
+        #[arg(long, default_value_t = 0)]
+        start: i64,
+        #[arg(long)]
+        end: i64,
+        /// Evaluation interval of groups that set none.
+        #[arg(long, default_value = "1m", value_parser = parse_duration)]
+        interval: std::time::Duration,
+    },
 }
 
 #[derive(Subcommand, Debug)]

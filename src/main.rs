@@ -68,7 +68,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Collector(args) => run_collector(args),
         Command::Query(args) => run_query(args),
         Command::CheckConfig { file } => check_config(&file),
-        Command::CheckRules { .. } => not_built("check-rules", 7),
+        Command::CheckRules { files } => check_rules(&files),
         Command::Import(cli::ImportCommand::Openmetrics { file, data }) => {
             import_openmetrics(&file, &data)
         }
@@ -204,6 +204,95 @@ fn run_postgres(args: PostgresArgs) -> Result<()> {
 }
 
 /// Like `promtool check config`: parse, validate, and check referenced files exist.
+/// Offline rule evaluation over a data directory (rule results are
+/// written into it), printing the alerts after each step.
+fn eval_rules(
+    data: &std::path::Path,
+    rules: &std::path::Path,
+    start: i64,
+    end: i64,
+    interval: std::time::Duration,
+) -> Result<()> {
+    use carbonio_query::rules::{alert::AlertState, Env, GroupState, RuleKind};
+    let groups = carbonio_query::rules::file::load(rules)?;
+    let (store, _) = carbonio_collector::store::Store::open(data)?;
+    let store = Arc::new(store);
+    let env = Env {
+        engine: carbonio_query::promql::Engine::default(),
+        reader: store.clone(),
+        sink: store.clone(),
+        logs: None,
+        notify: Vec::new(),
+        external_labels: Default::default(),
+        external_url: String::new(),
+        default_interval: interval,
+        resend_delay: std::time::Duration::from_secs(60),
+        outage_tolerance: std::time::Duration::from_secs(3600),
+        grace_period: std::time::Duration::from_secs(600),
+    };
+    let mut groups: Vec<GroupState> = groups
+        .into_iter()
+        .map(|g| GroupState::new(g, interval))
+        .collect();
+    let step = (interval.as_millis() as i64).max(1);
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let mut t = start * 1000;
+    while t <= end * 1000 {
+        let mut alerts = Vec::new();
+        for g in &mut groups {
+            g.eval(t, &env);
+            for r in &g.rules {
+                if let RuleKind::Alerting(a) = &r.kind {
+                    for x in a
+                        .active
+                        .values()
+                        .filter(|x| x.state != AlertState::Inactive)
+                    {
+                        alerts.push(serde_json::json!({
+                            "labels": x.labels,
+                            "annotations": x.annotations,
+                            "state": x.state.as_str(),
+                        }));
+                    }
+                }
+                if !r.last_error.is_empty() {
+                    tracing::warn!(t, error = %r.last_error, "rule failed");
+                }
+            }
+        }
+        writeln!(
+            out,
+            "{}",
+            serde_json::json!({"t": t / 1000, "alerts": alerts})
+        )?;
+        t += step;
+    }
+    Ok(())
+}
+
+/// Checks each file and says what it found, as promtool does; fails if any is bad.
+fn check_rules(files: &[std::path::PathBuf]) -> Result<()> {
+    let mut failed = 0;
+    for f in files {
+        println!("Checking {}", f.display());
+        match carbonio_query::rules::file::load(f) {
+            Ok(groups) => {
+                let n: usize = groups.iter().map(|g| g.rules.len()).sum();
+                println!("  SUCCESS: {n} rules found");
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("  FAILED:\n{e}");
+            }
+        }
+    }
+    if failed > 0 {
+        anyhow::bail!("{failed} of {} rule files failed the check", files.len());
+    }
+    Ok(())
+}
+
 fn check_config(file: &std::path::Path) -> Result<()> {
     println!("Checking {}", file.display());
     let (_, jobs) = carbonio_collector::config::Config::load(file)?;
@@ -286,6 +375,13 @@ fn debug(cmd: cli::DebugCommand) -> Result<()> {
             )?;
             Ok(())
         }
+        DebugCommand::EvalRules {
+            data,
+            rules,
+            start,
+            end,
+            interval,
+        } => eval_rules(&data, &rules, start, end, interval),
         DebugCommand::LogsDump { data } => {
             use carbonio_collector::store::logs::{from_batch, LogSnapshot};
             let snapshot = LogSnapshot::open(&data.join("logs"))?;
@@ -504,20 +600,31 @@ fn run_all(args: cli::RunArgs) -> Result<()> {
     let metrics: Arc<dyn carbonio_collector::store::MetricRead + Send + Sync> =
         collector.store().clone();
     let log_api = log_api(&config, collector.logs().clone(), metrics.clone());
+    let rt = runtime()?;
+    let rules = start_rules(
+        &config,
+        &config_path,
+        &args,
+        &collector,
+        engine.clone(),
+        &rt,
+    )?;
     let svc = api::QueryService::new(
         metrics,
         engine,
         config.query.max_concurrency,
         collector.config_text(),
     );
-    let app =
-        api::protect(
-            api::router(svc).merge(api::logs::routes(log_api)).merge(
-                carbonio_collector::http::router(collector.clone(), args.enable_lifecycle),
-            ),
-            auth,
-        );
-    let rt = runtime()?;
+    let app = api::protect(
+        api::router(svc)
+            .merge(api::logs::routes(log_api))
+            .merge(api::rules::routes(rules.clone()))
+            .merge(carbonio_collector::http::router(
+                collector.clone(),
+                args.enable_lifecycle,
+            )),
+        auth,
+    );
     let listener = rt
         .block_on(tokio::net::TcpListener::bind(&args.listen))
         .with_context(|| format!("listening on {}", args.listen))?;
@@ -535,8 +642,75 @@ fn run_all(args: cli::RunArgs) -> Result<()> {
         let _ = collector.reload(reason);
     }
     stop_watch.store(true, std::sync::atomic::Ordering::Relaxed);
+    rules.stop();
     collector.shutdown();
     Ok(())
+}
+
+/// Loads `rule_files` (relative to the configuration file) and starts
+/// their evaluation, notifying the configured Alertmanagers and webhooks.
+fn start_rules(
+    config: &carbonio_collector::config::Config,
+    config_path: &std::path::Path,
+    args: &cli::RunArgs,
+    collector: &Arc<carbonio_collector::service::Collector>,
+    engine: carbonio_query::promql::Engine,
+    rt: &tokio::runtime::Runtime,
+) -> Result<Arc<carbonio_query::rules::Manager>> {
+    use carbonio_query::logs::search::{Limits, LogSearch};
+    use carbonio_query::rules::{self, notify::Alertmanagers, webhook::Webhooks, Notify};
+    let base = config_path.parent().unwrap_or(std::path::Path::new("."));
+    let groups = rules::file::load_patterns(base, &config.rule_files)?;
+    let external_labels = config.global.external_labels.clone();
+    let external_url = format!("http://{}", args.listen);
+    let a = &config.alerting;
+    let mut notify: Vec<Arc<dyn Notify>> = Vec::new();
+    if !a.alertmanagers.is_empty() {
+        notify.push(Arc::new(Alertmanagers::start(
+            &a.alertmanagers,
+            external_labels.clone(),
+        )?));
+    }
+    if !a.webhooks.is_empty() {
+        notify.push(Arc::new(Webhooks::start(
+            &a.webhooks,
+            &args.data.join("alerting"),
+            external_url.clone(),
+            external_labels.clone(),
+        )?));
+    }
+    let search = LogSearch::new(
+        collector.logs().clone(),
+        Limits {
+            timeout: config.query.timeout.0,
+            memory_bytes: config.query.max_memory_bytes,
+        },
+    );
+    let env = rules::Env {
+        engine,
+        reader: collector.store().clone(),
+        sink: collector.store().clone(),
+        logs: Some(Arc::new(rules::SearchCounter {
+            search,
+            runtime: rt.handle().clone(),
+        })),
+        notify,
+        external_labels,
+        external_url,
+        default_interval: config.global.evaluation_interval.0,
+        resend_delay: a.resend_delay.0,
+        outage_tolerance: a.for_outage_tolerance.0,
+        grace_period: a.for_grace_period.0,
+    };
+    let count: usize = groups.iter().map(|g| g.rules.len()).sum();
+    if count > 0 {
+        tracing::info!(
+            groups = groups.len(),
+            rules = count,
+            "rule evaluation started"
+        );
+    }
+    Ok(Arc::new(rules::Manager::start(groups, Arc::new(env))))
 }
 
 fn run_collector(args: cli::CollectorArgs) -> Result<()> {

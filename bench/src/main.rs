@@ -11,6 +11,7 @@ mod encodings;
 mod ingest;
 mod loglayout;
 mod logs;
+mod logsearch;
 mod promql;
 mod services;
 
@@ -114,6 +115,20 @@ enum Cmd {
         #[arg(long)]
         binary: Option<PathBuf>,
     },
+    /// Log search (newest 100 matches, per-minute histogram): ours, ripgrep over the raw corpus, DuckDB over our Parquet files.
+    LogSearch {
+        /// Corpus of syslog lines, made by bench/corpus/gen_mail_corpus.py.
+        corpus: PathBuf,
+        /// Where our store of the corpus is built, and reused by later runs.
+        #[arg(long, default_value = "target/bench-log-search")]
+        store: PathBuf,
+        /// Timed rounds (the median is reported).
+        #[arg(long, default_value_t = 5)]
+        reps: usize,
+        /// A Python with the duckdb and pytz modules (pip install duckdb pytz).
+        #[arg(long, default_value = "python3")]
+        python: PathBuf,
+    },
     /// Dashboard PromQL range queries: latency of Prometheus and our query API on the same backfilled data.
     Promql {
         /// Monitored hosts in the dataset (each: node_exporter and HTTP server families, 117 series with 4 CPUs).
@@ -179,6 +194,17 @@ fn main() -> Result<()> {
             },
         ),
         Cmd::LogLayouts { corpus, lines } => loglayout::run(&corpus, lines),
+        Cmd::LogSearch {
+            corpus,
+            store,
+            reps,
+            python,
+        } => logsearch::run(&logsearch::Options {
+            corpus,
+            store,
+            reps,
+            python,
+        }),
         Cmd::Logs {
             corpus,
             udp_rates,

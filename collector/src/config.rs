@@ -61,6 +61,131 @@ pub struct Config {
     /// Who may use the query API and UI (besides `DATA/users.json`).
     #[serde(default)]
     pub auth: AuthConfig,
+    /// Rule files (globs), as Prometheus's `rule_files:`.
+    #[serde(default)]
+    pub rule_files: Vec<String>,
+    /// Where alerts are sent.
+    #[serde(default)]
+    pub alerting: AlertingConfig,
+}
+
+/// The `alerting:` section: Prometheus's `alertmanagers`, plus webhooks.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertingConfig {
+    #[serde(default)]
+    pub alertmanagers: Vec<AlertmanagerConfig>,
+    /// Receivers of Alertmanager's webhook payload (version 4), sent directly.
+    #[serde(default)]
+    pub webhooks: Vec<WebhookConfig>,
+    /// A firing alert is sent again after this long (`--rules.alert.resend-delay`).
+    #[serde(default = "default_resend_delay")]
+    pub resend_delay: Dur,
+    /// After a restart, `for` timers continue when the outage was shorter
+    /// than this (`--rules.alert.for-outage-tolerance`).
+    #[serde(default = "default_outage_tolerance")]
+    pub for_outage_tolerance: Dur,
+    /// A restored alert waits at least this long before firing
+    /// (`--rules.alert.for-grace-period`).
+    #[serde(default = "default_grace_period")]
+    pub for_grace_period: Dur,
+}
+
+impl Default for AlertingConfig {
+    fn default() -> Self {
+        AlertingConfig {
+            alertmanagers: Vec::new(),
+            webhooks: Vec::new(),
+            resend_delay: default_resend_delay(),
+            for_outage_tolerance: default_outage_tolerance(),
+            for_grace_period: default_grace_period(),
+        }
+    }
+}
+
+fn default_resend_delay() -> Dur {
+    Dur(Duration::from_secs(60))
+}
+
+fn default_outage_tolerance() -> Dur {
+    Dur(Duration::from_secs(3600))
+}
+
+fn default_grace_period() -> Dur {
+    Dur(Duration::from_secs(600))
+}
+
+/// One `alertmanagers:` entry (API v2).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertmanagerConfig {
+    #[serde(default)]
+    pub scheme: Scheme,
+    #[serde(default)]
+    pub path_prefix: String,
+    #[serde(default = "default_notify_timeout")]
+    pub timeout: Dur,
+    /// Only `v2` exists in current Alertmanagers.
+    #[serde(default = "default_api_version")]
+    pub api_version: String,
+    pub basic_auth: Option<BasicAuth>,
+    pub authorization: Option<Authorization>,
+    pub tls_config: Option<TlsConfig>,
+    #[serde(default)]
+    pub static_configs: Vec<StaticConfig>,
+}
+
+fn default_notify_timeout() -> Dur {
+    Dur(Duration::from_secs(10))
+}
+
+fn default_api_version() -> String {
+    "v2".into()
+}
+
+/// A webhook receiver: alerts grouped by `group_by`, posted as
+/// Alertmanager's webhook payload, retried with back-off from an outbox
+/// kept on disk.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    pub name: String,
+    pub url: String,
+    /// Labels alerts are grouped by; one notification per group.
+    #[serde(default = "default_group_by")]
+    pub group_by: Vec<String>,
+    /// Wait before the first notification of a new group, so alerts
+    /// firing together arrive together.
+    #[serde(default = "default_group_wait")]
+    pub group_wait: Dur,
+    /// A group that still fires is notified again after this long.
+    #[serde(default = "default_repeat_interval")]
+    pub repeat_interval: Dur,
+    #[serde(default = "yes")]
+    pub send_resolved: bool,
+    #[serde(default = "default_notify_timeout")]
+    pub timeout: Dur,
+    /// Give up on one notification after this long of failed attempts.
+    #[serde(default = "default_give_up")]
+    pub give_up_after: Dur,
+    pub basic_auth: Option<BasicAuth>,
+    pub authorization: Option<Authorization>,
+}
+
+fn default_group_by() -> Vec<String> {
+    vec!["alertname".into()]
+}
+
+fn default_group_wait() -> Dur {
+    Dur(Duration::from_secs(10))
+}
+
+fn default_repeat_interval() -> Dur {
+    Dur(Duration::from_secs(4 * 3600))
+}
+
+fn default_give_up() -> Dur {
+    Dur(Duration::from_secs(24 * 3600))
 }
 
 /// The `query:` section.
@@ -452,6 +577,39 @@ pub struct Authorization {
     pub kind: String,
     pub credentials: Option<String>,
     pub credentials_file: Option<PathBuf>,
+}
+
+/// The `Authorization` header value from basic auth or credentials.
+pub fn auth_header(
+    basic: &Option<BasicAuth>,
+    authorization: &Option<Authorization>,
+) -> Result<Option<String>, String> {
+    use base64::Engine;
+    if let Some(b) = basic {
+        let password = match (&b.password, &b.password_file) {
+            (Some(p), _) => p.clone(),
+            (None, Some(f)) => std::fs::read_to_string(f)
+                .map_err(|e| format!("password_file {}: {e}", f.display()))?
+                .trim_end()
+                .to_string(),
+            (None, None) => String::new(),
+        };
+        let token =
+            base64::engine::general_purpose::STANDARD.encode(format!("{}:{password}", b.username));
+        return Ok(Some(format!("Basic {token}")));
+    }
+    if let Some(a) = authorization {
+        let credentials = match (&a.credentials, &a.credentials_file) {
+            (Some(c), _) => c.clone(),
+            (None, Some(f)) => std::fs::read_to_string(f)
+                .map_err(|e| format!("credentials_file {}: {e}", f.display()))?
+                .trim_end()
+                .to_string(),
+            (None, None) => return Err("authorization needs credentials".into()),
+        };
+        return Ok(Some(format!("{} {credentials}", a.kind)));
+    }
+    Ok(None)
 }
 
 fn bearer() -> String {

@@ -4,6 +4,7 @@
 #[cfg(feature = "sql")]
 pub mod logs;
 mod prometheus;
+pub mod rules;
 
 use crate::auth::Auth;
 use crate::promql::{Engine, QueryError};

@@ -10,6 +10,7 @@ pub mod logs;
 #[cfg(feature = "sql")]
 pub mod logs_table;
 pub mod promql;
+pub mod rules;
 pub mod source;
 #[cfg(feature = "sql")]
 pub mod sql;

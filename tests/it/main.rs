@@ -1,6 +1,7 @@
 //! End-to-end tests of the `carbonio-monitor` binary against real services.
 //! One test binary (modules below) so it links once.
 
+mod alerting;
 mod collector;
 mod config;
 mod crash;

@@ -7,7 +7,6 @@ use super::parse::{Event, Format, MetricType, Parser};
 use crate::config::{Job, Scheme};
 use crate::relabel::{self, Labels};
 use crate::store::SeriesLabels;
-use base64::Engine;
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 use std::sync::Arc;
@@ -223,29 +222,8 @@ impl Scraper {
                 "X-Prometheus-Scrape-Timeout-Seconds",
                 &format!("{}", job.timeout.as_secs_f64()),
             );
-        if let Some(b) = &c.basic_auth {
-            let password = match (&b.password, &b.password_file) {
-                (Some(p), _) => p.clone(),
-                (None, Some(f)) => std::fs::read_to_string(f)
-                    .map_err(|e| format!("reading {}: {e}", f.display()))?
-                    .trim_end()
-                    .to_string(),
-                _ => String::new(),
-            };
-            let token = base64::engine::general_purpose::STANDARD
-                .encode(format!("{}:{password}", b.username));
-            req = req.set("Authorization", &format!("Basic {token}"));
-        }
-        if let Some(a) = &c.authorization {
-            let credentials = match (&a.credentials, &a.credentials_file) {
-                (Some(c), _) => c.clone(),
-                (None, Some(f)) => std::fs::read_to_string(f)
-                    .map_err(|e| format!("reading {}: {e}", f.display()))?
-                    .trim()
-                    .to_string(),
-                _ => String::new(),
-            };
-            req = req.set("Authorization", &format!("{} {credentials}", a.kind));
+        if let Some(header) = crate::config::auth_header(&c.basic_auth, &c.authorization)? {
+            req = req.set("Authorization", &header);
         }
         let resp = req.call().map_err(|e| match e {
             ureq::Error::Status(code, _) => format!("server returned HTTP status {code}"),

@@ -5,6 +5,7 @@
 
 use super::{compile, syntax};
 use crate::logs_table::{LogSource, LogsTable};
+use carbonio_collector::store::logs::HOUR_NS;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Int64Type, UInt8Type};
@@ -15,6 +16,7 @@ use datafusion::logical_expr::{col, lit, Expr, SortExpr};
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use datafusion::scalar::ScalarValue;
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -114,6 +116,8 @@ impl LogSearch {
     }
 
     /// Up to `limit` matching lines, newest first, older than `cursor`.
+    /// Searches the newest hour first, then windows doubling back in time,
+    /// and stops once the page is full: a common term never reads a month.
     pub async fn page(
         &self,
         query: &str,
@@ -122,22 +126,44 @@ impl LogSearch {
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<Page, SearchError> {
-        let mut df = self.frame(query, start_ns, end_ns).await?;
         let mut skip = 0usize;
         let mut at = None;
+        let mut newest = end_ns;
         if let Some(c) = cursor {
             let (t, r, n) = parse_cursor(c)?;
-            let (tl, rl) = (ts_lit(t), ts_lit(r));
-            df = df.filter(
-                col("timestamp")
-                    .lt(tl.clone())
-                    .or(col("timestamp").eq(tl).and(col("received").lt_eq(rl))),
-            )?;
             skip = n;
             at = Some((t, r));
+            newest = newest.min(t);
         }
-        let df = df.sort(newest_first())?.limit(0, Some(skip + limit + 1))?;
-        let rows = rows_json(&self.collect(df).await?)?;
+        let wanted = skip.saturating_add(limit).saturating_add(1);
+        let mut rows = Vec::new();
+        let mut window = HOUR_NS;
+        let mut hi = newest;
+        while hi >= start_ns && rows.len() < wanted {
+            // Hour-aligned, so each window opens whole hour files; the first
+            // one also takes in lines stamped in the future (clock skew).
+            let lo = (hi.min(now_ns()).div_euclid(HOUR_NS) * HOUR_NS)
+                .saturating_sub(window - HOUR_NS)
+                .max(start_ns);
+            let mut df = self.frame(query, lo, hi).await?;
+            if let Some((t, r)) = at {
+                let (tl, rl) = (ts_lit(t), ts_lit(r));
+                df = df.filter(
+                    col("timestamp")
+                        .lt(tl.clone())
+                        .or(col("timestamp").eq(tl).and(col("received").lt_eq(rl))),
+                )?;
+            }
+            let df = df
+                .sort(newest_first())?
+                .limit(0, Some(wanted - rows.len()))?;
+            rows.extend(rows_json(&self.collect(df).await?)?);
+            if lo <= start_ns {
+                break;
+            }
+            hi = lo - 1;
+            window = window.saturating_mul(2);
+        }
         // Rows tied with the cursor position were returned already.
         let (mut ties, mut rows) = (0usize, rows.into_iter().peekable());
         while ties < skip {
@@ -164,6 +190,20 @@ impl LogSearch {
             lines: page.into_iter().map(|(_, _, v)| v).collect(),
             next_cursor,
         })
+    }
+
+    /// How many lines match in [start_ns, end_ns].
+    pub async fn count(&self, query: &str, start_ns: i64, end_ns: i64) -> Result<u64, SearchError> {
+        let df = self
+            .frame(query, start_ns, end_ns)
+            .await?
+            .aggregate(vec![], vec![count(lit(1)).alias("n")])?;
+        let mut total = 0;
+        for b in self.collect(df).await? {
+            let n = cast(b.column(0), &DataType::Int64)?;
+            total += n.as_primitive::<Int64Type>().iter().flatten().sum::<i64>();
+        }
+        Ok(total.max(0) as u64)
     }
 
     /// Matching lines per `step_ns` bucket from `start_ns`: (bucket start, count).
@@ -201,6 +241,60 @@ impl LogSearch {
             }
         }
         Ok(out)
+    }
+
+    /// Matching lines counted per value of `fields` and of the named
+    /// captures of `extract` over the message (lines it does not match
+    /// are not counted): what log alert rules compare to their threshold.
+    pub async fn group_counts(
+        &self,
+        query: &str,
+        start_ns: i64,
+        end_ns: i64,
+        fields: &[String],
+        extract: Option<&regex::Regex>,
+    ) -> Result<Vec<(BTreeMap<String, String>, u64)>, SearchError> {
+        let as_text = |f: &String| {
+            datafusion::logical_expr::cast(col(f.as_str()), DataType::Utf8).alias(f.as_str())
+        };
+        let df = self.frame(query, start_ns, end_ns).await?;
+        let mut groups: BTreeMap<BTreeMap<String, String>, u64> = BTreeMap::new();
+        let Some(re) = extract else {
+            let df = df.aggregate(
+                fields.iter().map(as_text).collect(),
+                vec![count(lit(1)).alias("n")],
+            )?;
+            for b in self.collect(df).await? {
+                let counts = cast(b.column(fields.len()), &DataType::Int64)?;
+                let counts = counts.as_primitive::<Int64Type>();
+                for row in 0..b.num_rows() {
+                    let key = text_row(&b, fields, row);
+                    *groups.entry(key).or_default() += counts.value(row).max(0) as u64;
+                }
+            }
+            return Ok(groups.into_iter().collect());
+        };
+        let mut exprs: Vec<Expr> = fields.iter().map(as_text).collect();
+        exprs.push(col("message"));
+        let df = df.select(exprs)?;
+        let names: Vec<&str> = re.capture_names().flatten().collect();
+        for b in self.collect(df).await? {
+            let messages = cast(b.column(fields.len()), &DataType::Utf8)?;
+            let messages = messages.as_string::<i32>();
+            for row in 0..b.num_rows() {
+                let Some(caps) = re.captures(messages.value(row)) else {
+                    continue;
+                };
+                let mut key = text_row(&b, fields, row);
+                for name in &names {
+                    if let Some(m) = caps.name(name) {
+                        key.insert(name.to_string(), m.as_str().to_string());
+                    }
+                }
+                *groups.entry(key).or_default() += 1;
+            }
+        }
+        Ok(groups.into_iter().collect())
     }
 
     /// The most frequent values of `field` among matching lines.
@@ -272,9 +366,12 @@ impl LogSearch {
     ) -> Result<Vec<(i64, Value)>, SearchError> {
         // Lines arriving now carry timestamps near now; an hour of slack
         // keeps late senders while still pruning old files.
-        let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
         let df = self
-            .frame(query, received_ns.min(now) - 3_600_000_000_000, i64::MAX)
+            .frame(
+                query,
+                received_ns.min(now_ns()) - 3_600_000_000_000,
+                i64::MAX,
+            )
             .await?
             .filter(col("received").gt(ts_lit(received_ns)))?
             .sort(vec![col("received").sort(true, false)])?
@@ -284,6 +381,24 @@ impl LogSearch {
             .map(|(_, r, v)| (r, v))
             .collect())
     }
+}
+
+/// The first `fields.len()` columns of a row as text labels.
+fn text_row(b: &RecordBatch, fields: &[String], row: usize) -> BTreeMap<String, String> {
+    let mut key = BTreeMap::new();
+    for (i, f) in fields.iter().enumerate() {
+        let column = b.column(i);
+        if let Some(values) = column.as_string_opt::<i32>() {
+            if !values.is_null(row) && !values.value(row).is_empty() {
+                key.insert(f.clone(), values.value(row).to_string());
+            }
+        }
+    }
+    key
+}
+
+fn now_ns() -> i64 {
+    chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX)
 }
 
 fn newest_first() -> Vec<SortExpr> {
