@@ -222,10 +222,13 @@ impl GroupState {
                 samples.push((gone.clone(), ts, f64::from_bits(STALE_NAN_BITS)));
             }
             rule.written = now_written;
-        }
-        if !samples.is_empty() {
-            if let Err(e) = env.sink.append(&samples) {
-                tracing::error!(group = %self.name, error = %e, "writing rule results failed");
+            // Written before the next rule runs: later rules of the group
+            // read this one's results at the same time, as in Prometheus.
+            if !samples.is_empty() {
+                if let Err(e) = env.sink.append(&samples) {
+                    tracing::error!(group = %self.name, error = %e, "writing rule results failed");
+                }
+                samples.clear();
             }
         }
         if self.should_restore {

@@ -17,6 +17,7 @@ mod process;
 mod prometheus;
 mod promql_compat;
 mod query_api;
+mod rules_compat;
 mod services;
 mod serving;
 mod syslog;
