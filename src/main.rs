@@ -213,7 +213,7 @@ fn eval_rules(
     end: i64,
     interval: std::time::Duration,
 ) -> Result<()> {
-    use carbonio_query::rules::{alert::AlertState, Env, GroupState, RuleKind};
+    use carbonio_query::rules::{Env, GroupState, RuleKind};
     let groups = carbonio_query::rules::file::load(rules)?;
     let (store, _) = carbonio_collector::store::Store::open(data)?;
     let store = Arc::new(store);
@@ -244,11 +244,7 @@ fn eval_rules(
             g.eval(t, &env);
             for r in &g.rules {
                 if let RuleKind::Alerting(a) = &r.kind {
-                    for x in a
-                        .active
-                        .values()
-                        .filter(|x| x.state != AlertState::Inactive)
-                    {
+                    for x in a.pending_or_firing() {
                         alerts.push(serde_json::json!({
                             "labels": x.labels,
                             "annotations": x.annotations,

@@ -9,7 +9,7 @@ pub mod template;
 pub mod webhook;
 
 use crate::promql::{Engine, Value};
-use alert::{Alert, AlertState, AlertingRule, Context};
+use alert::{Alert, AlertingRule, Context};
 use carbonio_collector::relabel::Labels;
 use carbonio_collector::scrape::target::STALE_NAN_BITS;
 use carbonio_collector::store::head::Matcher;
@@ -136,16 +136,9 @@ impl GroupState {
         }
     }
 
-    /// Prometheus's group hash: xxhash64 of the labels {file, name}.
+    /// Prometheus's group hash: that of the labels {file, name}.
     fn hash(&self) -> u64 {
-        let mut b = Vec::with_capacity(self.file.len() + self.name.len() + 16);
-        for (k, v) in [("file", &self.file), ("name", &self.name)] {
-            b.extend_from_slice(k.as_bytes());
-            b.push(0xff);
-            b.extend_from_slice(v.as_bytes());
-            b.push(0xff);
-        }
-        twox_hash::XxHash64::oneshot(0, &b)
+        labels_hash([("file", self.file.as_str()), ("name", self.name.as_str())])
     }
 
     /// The evaluation time at or before `now_ns` on this group's grid
@@ -276,6 +269,19 @@ impl GroupState {
     }
 }
 
+/// Prometheus's `Labels.Hash`: xxhash64 over name, 0xff, value, 0xff of
+/// each label in order.
+pub fn labels_hash<'a>(labels: impl IntoIterator<Item = (&'a str, &'a str)>) -> u64 {
+    let mut b = Vec::new();
+    for (k, v) in labels {
+        b.extend_from_slice(k.as_bytes());
+        b.push(0xff);
+        b.extend_from_slice(v.as_bytes());
+        b.push(0xff);
+    }
+    twox_hash::XxHash64::oneshot(0, &b)
+}
+
 fn rule_name(k: &RuleKind) -> &str {
     match k {
         RuleKind::Recording { name, .. } => name,
@@ -381,12 +387,7 @@ impl Manager {
             let g = g.lock().unwrap_or_else(|p| p.into_inner());
             for r in &g.rules {
                 if let RuleKind::Alerting(a) = &r.kind {
-                    out.extend(
-                        a.active
-                            .values()
-                            .filter(|a| a.state != AlertState::Inactive)
-                            .cloned(),
-                    );
+                    out.extend(a.pending_or_firing().cloned());
                 }
             }
         }

@@ -7,7 +7,7 @@
 //! the line of a bad rule.
 
 use crate::harness::{free_port, http_get, require, spawn, wait_until, Service, OURS};
-use crate::promql_compat::{base64, percent_encode};
+use crate::promql_compat::percent_encode;
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
@@ -144,26 +144,11 @@ fn alertmanager() -> Service {
 fn start_run(dir: &std::path::Path, config: &str, port: u16) -> Service {
     let cfg = dir.join("config.yml");
     std::fs::write(&cfg, config).unwrap();
-    let mut cmd = Command::new(OURS);
-    cmd.arg("run")
-        .arg("--config")
-        .arg(&cfg)
-        .arg("--data")
-        .arg(dir.join("data"))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .env("CARBONIO_MONITOR_ADMIN_PASSWORD", PASSWORD);
-    let svc = spawn("run", tempfile::tempdir().unwrap(), port, cmd);
-    wait_until("run is ready", Duration::from_secs(30), || {
-        http_get(&svc.url("/-/ready"), &[]).is_ok_and(|r| r.0 == 200)
-    });
-    svc
+    crate::query_api::start_run(&dir.join("data"), port, Some(PASSWORD), Some(&cfg), &[])
 }
 
 fn api(svc: &Service, path: &str) -> Value {
-    let auth = format!("Basic {}", base64(format!("admin:{PASSWORD}").as_bytes()));
-    let (_, _, body) = http_get(&svc.url(path), &[("Authorization", &auth)])
-        .unwrap_or_else(|e| panic!("GET {path}: {e}"));
-    serde_json::from_slice(&body).unwrap_or(Value::Null)
+    crate::query_api::get(svc, path, PASSWORD).1
 }
 
 /// State of `alertname` in /api/v1/alerts ("" when absent).

@@ -4,12 +4,11 @@
 //! corpus itself, paging while ingest continues, live tail, export, and
 //! read-only SQL with its limits.
 
-use crate::harness::{free_port, http_get, spawn, wait_until, Service, OURS};
+use crate::harness::{free_port, http_get, wait_until, Service};
 use crate::promql_compat::{base64, percent_encode};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 const PASSWORD: &str = "log-search-s3cret";
@@ -160,27 +159,13 @@ fn start_run(dir: &tempfile::TempDir, syslog_port: u16, port: u16) -> Service {
         ),
     )
     .unwrap();
-    let mut cmd = Command::new(OURS);
-    cmd.arg("run")
-        .arg("--config")
-        .arg(&config)
-        .arg("--data")
-        .arg(dir.path().join("data"))
-        .arg("--web.listen-address")
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--storage.logs.flush-interval")
-        .arg("1s")
-        .env("CARBONIO_MONITOR_ADMIN_PASSWORD", PASSWORD);
-    let svc = spawn(
-        "carbonio-monitor run",
-        tempfile::tempdir().unwrap(),
+    crate::query_api::start_run(
+        &dir.path().join("data"),
         port,
-        cmd,
-    );
-    wait_until("run is ready", Duration::from_secs(30), || {
-        http_get(&svc.url("/-/ready"), &[]).is_ok_and(|r| r.0 == 200)
-    });
-    svc
+        Some(PASSWORD),
+        Some(&config),
+        &["--storage.logs.flush-interval", "1s"],
+    )
 }
 
 #[test]

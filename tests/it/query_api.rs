@@ -9,13 +9,15 @@ use serde_json::Value;
 use std::process::Command;
 use std::time::Duration;
 
-/// `run` on `data`; with no `config`, the embedded default (whose syslog
-/// listener on 127.0.0.1:1514 only one test may use at a time).
-fn start_run(
+/// `run` on `data` with `extra` arguments; with no `config`, the embedded
+/// default (whose syslog listener on 127.0.0.1:1514 only one test may use
+/// at a time).
+pub fn start_run(
     data: &std::path::Path,
     port: u16,
     admin_password: Option<&str>,
     config: Option<&std::path::Path>,
+    extra: &[&str],
 ) -> Service {
     let mut cmd = Command::new(OURS);
     cmd.arg("run");
@@ -26,6 +28,7 @@ fn start_run(
         .arg(data)
         .arg("--web.listen-address")
         .arg(format!("127.0.0.1:{port}"))
+        .args(extra)
         .env_remove("CARBONIO_MONITOR_ADMIN_PASSWORD");
     if let Some(p) = admin_password {
         cmd.env("CARBONIO_MONITOR_ADMIN_PASSWORD", p);
@@ -49,7 +52,7 @@ fn printed_password(svc: &Service) -> Option<String> {
         .map(str::to_string)
 }
 
-fn get(svc: &Service, path: &str, password: &str) -> (u16, Value) {
+pub fn get(svc: &Service, path: &str, password: &str) -> (u16, Value) {
     let auth = format!("Basic {}", base64(format!("admin:{password}").as_bytes()));
     let (status, _, body) = http_get(&svc.url(path), &[("Authorization", &auth)])
         .unwrap_or_else(|e| panic!("GET {path}: {e}"));
@@ -69,7 +72,7 @@ fn query(svc: &Service, q: &str, extra: &str, password: &str) -> (u16, Value) {
 fn run_serves_the_prometheus_api_behind_a_login() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let svc = start_run(&data, free_port(), None, None);
+    let svc = start_run(&data, free_port(), None, None, &[]);
     let password = printed_password(&svc).expect("first start prints the admin password");
     let users = std::fs::read_to_string(data.join("users.json")).unwrap();
     assert!(
@@ -159,10 +162,10 @@ fn a_restart_keeps_the_admin_password_and_an_env_password_replaces_it() {
     let config = dir.path().join("config.yml");
     std::fs::write(&config, "global:\n  scrape_interval: 1m\n").unwrap();
     let config = Some(config.as_path());
-    let svc = start_run(&data, port, None, config);
+    let svc = start_run(&data, port, None, config, &[]);
     let password = printed_password(&svc).expect("password printed");
     drop(svc);
-    let svc = start_run(&data, port, None, config);
+    let svc = start_run(&data, port, None, config, &[]);
     assert_eq!(
         printed_password(&svc),
         None,
@@ -170,7 +173,7 @@ fn a_restart_keeps_the_admin_password_and_an_env_password_replaces_it() {
     );
     assert_eq!(query(&svc, "1", "", &password).0, 200);
     drop(svc);
-    let svc = start_run(&data, port, Some("chosen-by-script"), config);
+    let svc = start_run(&data, port, Some("chosen-by-script"), config, &[]);
     assert_eq!(printed_password(&svc), None);
     assert_eq!(query(&svc, "1", "", "chosen-by-script").0, 200);
     assert_eq!(query(&svc, "1", "", &password).0, 401);

@@ -1,7 +1,7 @@
 //! `/api/v1/rules` and `/api/v1/alerts` in Prometheus's shapes.
 
 use super::{success, Params};
-use crate::rules::alert::{Alert, AlertState};
+use crate::rules::alert::Alert;
 use crate::rules::{Manager, RuleKind};
 use axum::extract::{Request, State};
 use axum::response::Response;
@@ -61,12 +61,7 @@ async fn rules(State(m): State<Arc<Manager>>, req: Request) -> Response {
                     rules.push(v);
                 }
                 RuleKind::Alerting(a) if only.as_deref() != Some("record") => {
-                    let active: Vec<Value> = a
-                        .active
-                        .values()
-                        .filter(|x| x.state != AlertState::Inactive)
-                        .map(alert_json)
-                        .collect();
+                    let active: Vec<Value> = a.pending_or_firing().map(alert_json).collect();
                     let mut v = json!({
                         "state": a.state().as_str(),
                         "name": a.spec.name,

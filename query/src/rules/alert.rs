@@ -254,6 +254,13 @@ impl AlertingRule {
         self.restored = true;
     }
 
+    /// Alerts that are pending or firing (not the resolved ones kept to be sent).
+    pub fn pending_or_firing(&self) -> impl Iterator<Item = &Alert> {
+        self.active
+            .values()
+            .filter(|a| a.state != AlertState::Inactive)
+    }
+
     /// The expression as the API and links show it.
     pub fn spec_query(&self) -> String {
         super::file::Rule::Alerting(self.spec.clone()).query()

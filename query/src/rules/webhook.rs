@@ -99,14 +99,8 @@ fn now_ms() -> i64 {
 
 /// Alertmanager-style fingerprint of a label set (16 hex digits).
 pub fn fingerprint(labels: &Labels) -> String {
-    let mut b = Vec::new();
-    for (k, v) in labels {
-        b.extend_from_slice(k.as_bytes());
-        b.push(0xff);
-        b.extend_from_slice(v.as_bytes());
-        b.push(0xff);
-    }
-    format!("{:016x}", twox_hash::XxHash64::oneshot(0, &b))
+    let hash = super::labels_hash(labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    format!("{hash:016x}")
 }
 
 impl Webhooks {
