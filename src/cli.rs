@@ -25,14 +25,14 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 #[allow(clippy::large_enum_variant)] // parsed once at start-up
 pub enum Command {
-    /// Collector and query service in one process on the embedded default: with no --config, DATA/config.yml is created (self-scrape, syslog on 127.0.0.1:1514 UDP and TCP) and the API listens on 127.0.0.1:9090.
+    /// Collector and query service in one process on the embedded default: with no --config, DATA/config.yml is created (self-scrape, syslog on 127.0.0.1:1514 UDP and TCP) and the API listens on 127.0.0.1:9090. Evaluates `rule_files` and sends alerts as `alerting:` says.
     Run(RunArgs),
     /// Run a Prometheus exporter on its documented port.
     Exporter {
         #[command(subcommand)]
         kind: ExporterKind,
     },
-    /// Collector role: scrapes the configured targets and receives syslog into the WAL-backed stores (file tailing not built yet).
+    /// Collector role: scrapes the configured targets, receives syslog and tails log files into the WAL-backed stores (rules are evaluated by `run`).
     Collector(CollectorArgs),
     /// Query role: the Prometheus HTTP API over a data directory a collector writes (reopened periodically).
     Query(QueryArgs),
