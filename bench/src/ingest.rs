@@ -23,13 +23,13 @@ pub struct Options {
 /// One synthetic target per listener, so every tool sees distinct instances.
 /// Each answer carries `series` lines of counters and gauges that move on
 /// every scrape, spread over 20 metric families.
-struct Targets {
-    ports: Vec<u16>,
+pub(crate) struct Targets {
+    pub(crate) ports: Vec<u16>,
     stop: Arc<AtomicBool>,
 }
 
 impl Targets {
-    fn start(n: usize, series: usize) -> Result<Targets> {
+    pub(crate) fn start(n: usize, series: usize) -> Result<Targets> {
         let stop = Arc::new(AtomicBool::new(false));
         let mut ports = Vec::new();
         for shard in 0..n {

@@ -13,6 +13,7 @@ mod loglayout;
 mod logs;
 mod logsearch;
 mod promql;
+mod rules;
 mod services;
 
 use anyhow::{bail, Context, Result};
@@ -129,6 +130,33 @@ enum Cmd {
         #[arg(long, default_value = "python3")]
         python: PathBuf,
     },
+    /// Alerting rules evaluated live: Prometheus and `carbonio-monitor run` scraping the same synthetic targets.
+    Rules {
+        /// Alerting rules (a mix of aggregations, thresholds, *_over_time, predict_linear, ratios, regex matchers, absent).
+        #[arg(long, default_value_t = 1000)]
+        rules: usize,
+        /// Groups the rules are spread over.
+        #[arg(long, default_value_t = 10)]
+        groups: usize,
+        /// Synthetic targets (each its own listener).
+        #[arg(long, default_value_t = 10)]
+        targets: usize,
+        /// Series per target.
+        #[arg(long, default_value_t = 2000)]
+        series: usize,
+        /// Evaluation interval in seconds.
+        #[arg(long, default_value_t = 10)]
+        interval: u64,
+        /// Measured seconds per tool, with the rules and again without them.
+        #[arg(long, default_value_t = 120)]
+        seconds: u64,
+        /// Seconds after a tool is ready before measuring.
+        #[arg(long, default_value_t = 30)]
+        warmup: u64,
+        /// Our binary [default: $CARGO_TARGET_DIR or <workspace>/target, then release/carbonio-monitor].
+        #[arg(long)]
+        binary: Option<PathBuf>,
+    },
     /// Dashboard PromQL range queries: latency of Prometheus and our query API on the same backfilled data.
     Promql {
         /// Monitored hosts in the dataset (each: node_exporter and HTTP server families, 117 series with 4 CPUs).
@@ -216,6 +244,27 @@ fn main() -> Result<()> {
                 corpus,
                 udp_rates,
                 udp_seconds,
+            },
+        ),
+        Cmd::Rules {
+            rules,
+            groups,
+            targets,
+            series,
+            interval,
+            seconds,
+            warmup,
+            binary,
+        } => rules::run(
+            &release_binary(binary),
+            &rules::Options {
+                rules,
+                groups,
+                targets,
+                series,
+                interval,
+                seconds,
+                warmup,
             },
         ),
         Cmd::Promql {

@@ -5,6 +5,7 @@ mod alerting;
 mod collector;
 mod config;
 mod crash;
+mod default_rules;
 mod expo;
 mod harness;
 mod ldap;

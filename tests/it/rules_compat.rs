@@ -9,6 +9,7 @@
 use crate::harness::{require, OURS};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::process::Command;
 
 const STEPS: usize = 60;
@@ -78,6 +79,35 @@ fn series() -> Vec<(&'static str, Vec<Option<f64>>)> {
     ]
 }
 
+/// Imports an OpenMetrics text into a store under `dir` and evaluates
+/// `rules` over it every minute from 0 to `end` seconds with `debug
+/// eval-rules`: one JSON object per step (`t` in seconds, `alerts`).
+pub fn import_and_eval(dir: &Path, openmetrics: &str, rules: &Path, end: i64) -> Vec<Value> {
+    let om_file = dir.join("series.om");
+    std::fs::write(&om_file, openmetrics).unwrap();
+    let data = dir.join("data");
+    let out = Command::new(OURS)
+        .args(["import", "openmetrics"])
+        .arg(&om_file)
+        .arg("--data")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let out = Command::new(OURS)
+        .args(["debug", "eval-rules"])
+        .arg(&data)
+        .arg(rules)
+        .args(["--end", &end.to_string(), "--interval", "1m"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 #[test]
 fn rule_evaluation_agrees_with_promtool_at_every_step() {
     let promtool = require("promtool", "prometheus");
@@ -101,32 +131,13 @@ fn rule_evaluation_agrees_with_promtool_at_every_step() {
         }
     }
     om.push_str("# EOF\n");
-    let om_file = dir.path().join("series.om");
-    std::fs::write(&om_file, om).unwrap();
-    let data = dir.path().join("data");
-    let out = Command::new(OURS)
-        .args(["import", "openmetrics"])
-        .arg(&om_file)
-        .arg("--data")
-        .arg(&data)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let out = Command::new(OURS)
-        .args(["debug", "eval-rules"])
-        .arg(&data)
-        .arg(&rules)
-        .args(["--end", &((STEPS - 1) * 60).to_string(), "--interval", "1m"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
+    let steps = import_and_eval(dir.path(), &om, &rules, ((STEPS - 1) * 60) as i64);
 
     // What we found firing, per evaluation time and alert name.
     let names = ["InstanceDown", "JobDegraded", "ErrorRate", "HotRoom"];
     let mut tests = Vec::new();
     let mut firing_steps: BTreeMap<&str, usize> = BTreeMap::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let step: Value = serde_json::from_str(line).unwrap();
+    for step in steps {
         let t = step["t"].as_i64().unwrap();
         for name in names {
             let exp: Vec<Value> = step["alerts"]

@@ -276,13 +276,21 @@ impl LogSearch {
         };
         let mut exprs: Vec<Expr> = fields.iter().map(as_text).collect();
         exprs.push(col("message"));
+        exprs.push(col("structured_data"));
         let df = df.select(exprs)?;
         let names: Vec<&str> = re.capture_names().flatten().collect();
         for b in self.collect(df).await? {
             let messages = cast(b.column(fields.len()), &DataType::Utf8)?;
             let messages = messages.as_string::<i32>();
+            let sd = cast(b.column(fields.len() + 1), &DataType::Utf8)?;
+            let sd = sd.as_string::<i32>();
             for row in 0..b.num_rows() {
-                let Some(caps) = re.captures(messages.value(row)) else {
+                // The message first; then structured data, where parsed
+                // formats keep their context (audit.log's `oip`).
+                let Some(caps) = re
+                    .captures(messages.value(row))
+                    .or_else(|| re.captures(sd.value(row)))
+                else {
                     continue;
                 };
                 let mut key = text_row(&b, fields, row);

@@ -104,7 +104,8 @@ pub struct LogCondition {
     pub threshold: f64,
     /// Line fields (host, app, …) counted separately; they become labels.
     pub group_by: Vec<String>,
-    /// Named captures over the message, also counted separately and labels.
+    /// Named captures over the message (else the structured data), also
+    /// counted separately and labels.
     pub extract: Option<regex::Regex>,
 }
 
