@@ -605,6 +605,10 @@ fn run_all(args: cli::RunArgs) -> Result<()> {
         engine.clone(),
         &rt,
     )?;
+    {
+        let (path, rules) = (config_path.clone(), rules.clone());
+        collector.on_reload(Box::new(move || reload_rules(&path, &rules)));
+    }
     let svc = api::QueryService::new(
         metrics,
         engine,
@@ -641,6 +645,24 @@ fn run_all(args: cli::RunArgs) -> Result<()> {
     rules.stop();
     collector.shutdown();
     Ok(())
+}
+
+/// Reloads the rule files the configuration names now; on any error the
+/// running rules stay. Notifier settings (`alerting:`) need a restart.
+fn reload_rules(config_path: &std::path::Path, rules: &carbonio_query::rules::Manager) {
+    let loaded = carbonio_collector::config::Config::load(config_path)
+        .map_err(anyhow::Error::from)
+        .and_then(|(config, _)| {
+            let base = config_path.parent().unwrap_or(std::path::Path::new("."));
+            Ok(carbonio_query::rules::file::load_patterns(
+                base,
+                &config.rule_files,
+            )?)
+        });
+    match loaded {
+        Ok(groups) => rules.reload(groups),
+        Err(e) => tracing::error!(error = %format!("{e:#}"), "rules not reloaded"),
+    }
 }
 
 /// Loads `rule_files` (relative to the configuration file) and starts

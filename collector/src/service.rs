@@ -68,7 +68,12 @@ pub struct Collector {
     running: Mutex<Running>,
     stop: Arc<AtomicBool>,
     maintenance: Mutex<Option<JoinHandle<()>>>,
+    /// Run after each successful reload (the rules of `run`).
+    reload_hooks: Mutex<Vec<ReloadHook>>,
 }
+
+/// Work done after a configuration reload; it reports its own errors.
+pub type ReloadHook = Box<dyn Fn() + Send + Sync>;
 
 struct Running {
     text: String,
@@ -134,6 +139,7 @@ impl Collector {
             }),
             stop: Arc::new(AtomicBool::new(false)),
             maintenance: Mutex::new(None),
+            reload_hooks: Mutex::new(Vec::new()),
         });
         let handle = {
             let c = collector.clone();
@@ -183,7 +189,24 @@ impl Collector {
             );
         }
         self.stats.reloaded(true, manager::now_ms());
+        for hook in self
+            .reload_hooks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            hook();
+        }
         Ok(())
+    }
+
+    /// Runs `hook` after every successful reload, whatever triggered it
+    /// (SIGHUP, a changed file, `POST /-/reload`).
+    pub fn on_reload(&self, hook: ReloadHook) {
+        self.reload_hooks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(hook);
     }
 
     /// A changed `tail:` section restarts the tailer; it resumes every file

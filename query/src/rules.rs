@@ -17,7 +17,7 @@ use carbonio_collector::store::MetricRead;
 use file::{Condition, LogCondition, Rule, RuleGroup};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 /// Where rule results are written.
@@ -149,6 +149,50 @@ impl GroupState {
         let start = now_ns - offset;
         let base = start - start.rem_euclid(interval);
         base + offset
+    }
+
+    /// Takes over `old`'s state (the same group before a reload): each rule
+    /// gets that of the old rule with the same name and kind, matched in
+    /// order among rules of that name. Returns the old rules left over.
+    fn carry_over(&mut self, old: &mut GroupState) -> Vec<RuleState> {
+        let mut by_name: HashMap<String, std::collections::VecDeque<RuleState>> = HashMap::new();
+        for r in std::mem::take(&mut old.rules) {
+            by_name
+                .entry(rule_name(&r.kind).to_string())
+                .or_default()
+                .push_back(r);
+        }
+        for rule in &mut self.rules {
+            let Some(queue) = by_name.get_mut(rule_name(&rule.kind)) else {
+                continue;
+            };
+            let same_kind = queue.front().is_some_and(|o| {
+                matches!(
+                    (&o.kind, &rule.kind),
+                    (RuleKind::Alerting(_), RuleKind::Alerting(_))
+                        | (RuleKind::Recording { .. }, RuleKind::Recording { .. })
+                )
+            });
+            if !same_kind {
+                continue;
+            }
+            let Some(o) = queue.pop_front() else {
+                continue;
+            };
+            if let (RuleKind::Alerting(new), RuleKind::Alerting(was)) = (&mut rule.kind, o.kind) {
+                new.active = was.active;
+                new.restored = was.restored;
+            }
+            rule.health = o.health;
+            rule.last_error = o.last_error;
+            rule.last_evaluation = o.last_evaluation;
+            rule.evaluation_seconds = o.evaluation_seconds;
+            rule.written = o.written;
+        }
+        self.last_evaluation = old.last_evaluation;
+        self.evaluation_seconds = old.evaluation_seconds;
+        self.should_restore = old.should_restore;
+        by_name.into_values().flatten().collect()
     }
 
     /// Evaluates every rule at `ts` (ms): writes results, returns what to notify.
@@ -339,22 +383,42 @@ fn record(
 
 /// Runs every group on its own thread until stopped.
 pub struct Manager {
-    pub groups: Vec<Arc<Mutex<GroupState>>>,
-    stop: Arc<AtomicBool>,
+    groups: RwLock<Vec<Arc<Mutex<GroupState>>>>,
+    env: Arc<Env>,
+    stop: Mutex<Arc<AtomicBool>>,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+}
+
+fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Manager {
     pub fn start(groups: Vec<RuleGroup>, env: Arc<Env>) -> Manager {
-        let stop = Arc::new(AtomicBool::new(false));
-        let groups: Vec<Arc<Mutex<GroupState>>> = groups
+        let m = Manager {
+            groups: RwLock::new(Vec::new()),
+            env,
+            stop: Mutex::new(Arc::new(AtomicBool::new(false))),
+            threads: Mutex::new(Vec::new()),
+        };
+        let states = groups
             .into_iter()
-            .map(|g| Arc::new(Mutex::new(GroupState::new(g, env.default_interval))))
+            .map(|g| GroupState::new(g, m.env.default_interval))
+            .collect();
+        m.spawn(states);
+        m
+    }
+
+    fn spawn(&self, states: Vec<GroupState>) {
+        let stop = Arc::new(AtomicBool::new(false));
+        let groups: Vec<Arc<Mutex<GroupState>>> = states
+            .into_iter()
+            .map(|g| Arc::new(Mutex::new(g)))
             .collect();
         let threads = groups
             .iter()
             .map(|g| {
-                let (g, env, stop) = (g.clone(), env.clone(), stop.clone());
+                let (g, env, stop) = (g.clone(), self.env.clone(), stop.clone());
                 std::thread::Builder::new()
                     .name("rules".into())
                     .spawn(move || run_group(&g, &env, &stop))
@@ -364,27 +428,85 @@ impl Manager {
                     .ok()
             })
             .collect();
-        Manager {
-            groups,
-            stop,
-            threads: Mutex::new(threads),
-        }
+        *self.groups.write().unwrap_or_else(|p| p.into_inner()) = groups;
+        *locked(&self.stop) = stop;
+        *locked(&self.threads) = threads;
+    }
+
+    /// The groups being evaluated.
+    pub fn groups(&self) -> Vec<Arc<Mutex<GroupState>>> {
+        self.groups
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Stops the groups after their running evaluation.
     pub fn stop(&self) {
-        self.stop.store(true, Ordering::Relaxed);
-        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
+        locked(&self.stop).store(true, Ordering::Relaxed);
+        let threads = std::mem::take(&mut *locked(&self.threads));
         for t in threads {
             let _ = t.join();
         }
     }
 
+    /// Replaces the rules (on a configuration reload). As in Prometheus, a
+    /// group with the same file and name keeps its rules' state (pending
+    /// and firing alerts, health, last results) for the rules of the same
+    /// name; the series of rules that are gone get staleness markers.
+    pub fn reload(&self, groups: Vec<RuleGroup>) {
+        self.stop();
+        let mut old: HashMap<(String, String), Arc<Mutex<GroupState>>> = self
+            .groups()
+            .into_iter()
+            .map(|g| {
+                let key = {
+                    let g = locked(&g);
+                    (g.file.clone(), g.name.clone())
+                };
+                (key, g)
+            })
+            .collect();
+        let mut gone: Vec<RuleState> = Vec::new();
+        let states: Vec<GroupState> = groups
+            .into_iter()
+            .map(|g| {
+                let mut state = GroupState::new(g, self.env.default_interval);
+                if let Some(previous) = old.remove(&(state.file.clone(), state.name.clone())) {
+                    gone.extend(state.carry_over(&mut locked(&previous)));
+                }
+                state
+            })
+            .collect();
+        for g in old.into_values() {
+            gone.append(&mut locked(&g).rules);
+        }
+        let stale: Vec<(Labels, i64, f64)> = gone
+            .iter()
+            .flat_map(|r| r.written.iter())
+            .map(|l| {
+                (
+                    l.clone(),
+                    now_ns() / 1_000_000,
+                    f64::from_bits(STALE_NAN_BITS),
+                )
+            })
+            .collect();
+        if !stale.is_empty() {
+            if let Err(e) = self.env.sink.append(&stale) {
+                tracing::error!(error = %e, "writing staleness markers of removed rules failed");
+            }
+        }
+        let rules: usize = states.iter().map(|g| g.rules.len()).sum();
+        tracing::info!(groups = states.len(), rules, "rules reloaded");
+        self.spawn(states);
+    }
+
     /// Every alert that is pending or firing.
     pub fn alerts(&self) -> Vec<Alert> {
         let mut out = Vec::new();
-        for g in &self.groups {
-            let g = g.lock().unwrap_or_else(|p| p.into_inner());
+        for g in self.groups() {
+            let g = locked(&g);
             for r in &g.rules {
                 if let RuleKind::Alerting(a) = &r.kind {
                     out.extend(a.pending_or_firing().cloned());

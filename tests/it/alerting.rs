@@ -411,3 +411,90 @@ fn check_rules_names_the_bad_line() {
     std::fs::write(&plain, RULES.split("  - name: logs").next().unwrap()).unwrap();
     assert!(ok(&plain));
 }
+
+#[test]
+fn rules_reload_on_sighup_and_keep_their_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.yml");
+    let before = "groups:\n  - name: g\n    rules:\n      - record: job:one\n        expr: vector(1)\n      - alert: Slow\n        expr: vector(1)\n        for: 1h\n";
+    std::fs::write(&rules, before).unwrap();
+    let svc = start_run(
+        dir.path(),
+        "global:\n  evaluation_interval: 1s\nrule_files: [rules.yml]\n",
+        free_port(),
+    );
+    wait_until("Slow pending", Duration::from_secs(20), || {
+        alert_state(&svc, "Slow") == "pending"
+    });
+    let active_at = |svc: &Service| {
+        api(svc, "/api/v1/alerts")["data"]["alerts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|a| a["labels"]["alertname"] == "Slow")
+            .map(|a| a["activeAt"].clone())
+            .unwrap_or(Value::Null)
+    };
+    let since = active_at(&svc);
+    assert!(since.is_string(), "{since}");
+    let recorded = |svc: &Service| {
+        api(
+            svc,
+            &format!("/api/v1/query?query={}", percent_encode("job:one")),
+        )["data"]["result"]
+            .as_array()
+            .map_or(0, Vec::len)
+    };
+    wait_until("job:one recorded", Duration::from_secs(10), || {
+        recorded(&svc) == 1
+    });
+    let hup = |svc: &Service| {
+        let pid = svc.pid().unwrap().to_string();
+        assert!(Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success());
+    };
+
+    // A new alert, the recording rule gone, the pending alert kept.
+    std::fs::write(
+        &rules,
+        "groups:\n  - name: g\n    rules:\n      - alert: Slow\n        expr: vector(1)\n        for: 1h\n      - alert: Now\n        expr: vector(1)\n",
+    )
+    .unwrap();
+    hup(&svc);
+    wait_until(
+        "Now firing after the reload",
+        Duration::from_secs(20),
+        || alert_state(&svc, "Now") == "firing",
+    );
+    assert_eq!(alert_state(&svc, "Slow"), "pending");
+    assert_eq!(active_at(&svc), since, "the for timer continues");
+    let names: Vec<Value> = api(&svc, "/api/v1/rules")["data"]["groups"][0]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].clone())
+        .collect();
+    assert_eq!(names, ["Slow", "Now"]);
+    // The removed rule's series ended with a staleness marker.
+    assert_eq!(
+        recorded(&svc),
+        0,
+        "job:one still returned after its rule went"
+    );
+
+    // A broken file is refused and the running rules stay.
+    std::fs::write(
+        &rules,
+        "groups:\n  - name: g\n    rules:\n      - alert: Broken\n        expr: sum(\n",
+    )
+    .unwrap();
+    hup(&svc);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(alert_state(&svc, "Now"), "firing");
+    assert_eq!(alert_state(&svc, "Slow"), "pending");
+    let log = std::fs::read_to_string(svc.path("carbonio-monitor run.log")).unwrap();
+    assert!(log.contains("rules not reloaded"), "{log}");
+}

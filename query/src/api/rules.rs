@@ -41,7 +41,7 @@ async fn rules(State(m): State<Arc<Manager>>, req: Request) -> Response {
     };
     let only = params.get("type").map(str::to_string);
     let mut groups = Vec::new();
-    for g in &m.groups {
+    for g in m.groups() {
         let g = g.lock().unwrap_or_else(|p| p.into_inner());
         let mut rules = Vec::new();
         for r in &g.rules {
