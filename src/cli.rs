@@ -46,11 +46,18 @@ pub enum Command {
     /// Import OpenMetrics backfill (legacy zmstat CSV: not built yet).
     #[command(subcommand)]
     Import(ImportCommand),
-    /// Export the built-in dashboards for Grafana. Not built yet.
-    Dashboards,
+    /// The built-in Carbonio dashboards (Grafana dashboard JSON).
+    #[command(subcommand)]
+    Dashboards(DashboardsCommand),
     /// Inspection and test tools for the storage internals.
     #[command(hide = true, subcommand)]
     Debug(DebugCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DashboardsCommand {
+    /// Write every dashboard as DIR/<uid>.json, for import into Grafana.
+    Export { dir: PathBuf },
 }
 
 #[derive(Subcommand, Debug)]

@@ -1,6 +1,7 @@
 //! `carbonio-monitor`: one binary, thin CLI wiring the libraries together.
 
 mod cli;
+mod dashboards;
 
 use anyhow::{Context, Result};
 use carbonio_exporters::{ldap, mesh, nginx, node, postgres, process, serve};
@@ -73,7 +74,7 @@ fn run(cli: Cli) -> Result<()> {
             import_openmetrics(&file, &data)
         }
         Command::Import(cli::ImportCommand::Zmstat) => not_built("import zmstat", 10),
-        Command::Dashboards => not_built("dashboards export", 8),
+        Command::Dashboards(cli::DashboardsCommand::Export { dir }) => dashboards::export(&dir),
         Command::Debug(cmd) => debug(cmd),
     }
 }

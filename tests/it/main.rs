@@ -5,6 +5,7 @@ mod alerting;
 mod collector;
 mod config;
 mod crash;
+mod dashboards;
 mod default_rules;
 mod expo;
 mod harness;
