@@ -428,7 +428,8 @@ fn debug(cmd: cli::DebugCommand) -> Result<()> {
 
 /// The embedded default's configuration, written to DATA/config.yml on
 /// first start so the operator can edit it.
-const DEFAULT_CONFIG: &str = "\
+const DEFAULT_CONFIG: &str = concat!(
+    "\
 # Carbonio Monitoring: written on first start of `carbonio-monitor run`.
 global:
   scrape_interval: 15s
@@ -443,7 +444,9 @@ syslog:
       address: 127.0.0.1:1514
     - protocol: tcp
       address: 127.0.0.1:1514
-";
+",
+    include_str!("../deploy/examples/log-metrics.yml")
+);
 
 /// Query limits and users from the config file's `query:` and `auth:` sections.
 fn query_setup(

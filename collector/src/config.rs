@@ -67,6 +67,57 @@ pub struct Config {
     /// Where alerts are sent.
     #[serde(default)]
     pub alerting: AlertingConfig,
+    /// Counters made from log lines as they arrive.
+    #[serde(default)]
+    pub log_metrics: Vec<LogMetric>,
+}
+
+/// One `log_metrics:` entry: a counter of the log lines that match,
+/// stored as an ordinary series (one per label set).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogMetric {
+    /// The counter's name, e.g. `carbonio_mail_deliveries_total`.
+    pub name: String,
+    /// Only lines whose app matches this glob (`postfix/*`); every line when absent.
+    pub app: Option<Glob>,
+    /// Lines must match this (the message, else its structured data);
+    /// named captures become labels.
+    pub regex: Pattern,
+    /// Line fields that become labels: host, app, procid, msgid.
+    #[serde(default)]
+    pub by: Vec<String>,
+    /// Fixed labels of every series.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A glob from the config: `*` any run of characters, `?` one.
+#[derive(Debug, Clone)]
+pub struct Glob(pub regex::Regex);
+
+impl PartialEq for Glob {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_str() == other.0.as_str()
+    }
+}
+
+impl<'de> Deserialize<'de> for Glob {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let mut re = String::from("^");
+        for c in s.chars() {
+            match c {
+                '*' => re.push_str(".*"),
+                '?' => re.push('.'),
+                c => re.push_str(&regex::escape(&c.to_string())),
+            }
+        }
+        re.push('$');
+        regex::Regex::new(&re)
+            .map(Glob)
+            .map_err(|e| serde::de::Error::custom(format!("bad glob: {e}")))
+    }
 }
 
 /// The `alerting:` section: Prometheus's `alertmanagers`, plus webhooks.
@@ -672,6 +723,25 @@ impl Config {
                 "global".into(),
                 "scrape_timeout is greater than scrape_interval".into(),
             ));
+        }
+        for m in &cfg.log_metrics {
+            let at = format!("log_metrics {:?} (line {})", m.name, line_of(text, &m.name));
+            if !crate::scrape::parse::valid_metric_name(&m.name) {
+                return Err(invalid(at, "not a valid metric name".into()));
+            }
+            for f in &m.by {
+                if !["host", "app", "procid", "msgid"].contains(&f.as_str()) {
+                    return Err(invalid(
+                        at,
+                        format!("by {f:?}: one of host, app, procid, msgid"),
+                    ));
+                }
+            }
+            for l in m.labels.keys().chain(m.by.iter()) {
+                if m.regex.0.capture_names().flatten().any(|c| c == l) {
+                    return Err(invalid(at, format!("label {l:?} is also a capture name")));
+                }
+            }
         }
         let mut names = HashSet::new();
         let mut jobs = Vec::new();

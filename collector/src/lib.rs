@@ -15,6 +15,7 @@ pub mod discovery;
 pub mod duration;
 pub mod http;
 pub mod import;
+pub mod logmetrics;
 pub mod logs;
 pub mod manager;
 pub mod relabel;

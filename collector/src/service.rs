@@ -70,6 +70,9 @@ pub struct Collector {
     maintenance: Mutex<Option<JoinHandle<()>>>,
     /// Run after each successful reload (the rules of `run`).
     reload_hooks: Mutex<Vec<ReloadHook>>,
+    /// Log-derived counters, written to the store every scrape interval.
+    log_metrics: Arc<crate::logmetrics::LogMetrics>,
+    log_metrics_interval: Mutex<Duration>,
 }
 
 /// Work done after a configuration reload; it reports its own errors.
@@ -95,6 +98,11 @@ impl Collector {
             "log WAL replayed"
         );
         let logs = Arc::new(logs);
+        // Before any listener starts, so no acknowledged line goes uncounted.
+        let log_metrics = Arc::new(crate::logmetrics::LogMetrics::new(
+            config.log_metrics.clone(),
+        ));
+        logs.observe_with(log_metrics.clone());
         let syslog_stats = Arc::new(SyslogStats::default());
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -140,6 +148,8 @@ impl Collector {
             stop: Arc::new(AtomicBool::new(false)),
             maintenance: Mutex::new(None),
             reload_hooks: Mutex::new(Vec::new()),
+            log_metrics,
+            log_metrics_interval: Mutex::new(config.global.scrape_interval.0),
         });
         let handle = {
             let c = collector.clone();
@@ -182,6 +192,11 @@ impl Collector {
         );
         running.manager = Some(manager);
         running.text = text;
+        self.log_metrics.set_rules(config.log_metrics.clone());
+        *self
+            .log_metrics_interval
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = config.global.scrape_interval.0;
         self.restart_tailer_if_changed(config.tail);
         if config.syslog != self.syslog_config {
             tracing::warn!(
@@ -310,8 +325,17 @@ impl Collector {
     fn maintenance_loop(&self) {
         let mut last = std::time::Instant::now();
         let mut last_logs = std::time::Instant::now();
+        let mut last_counted = std::time::Instant::now();
         while !self.stop.load(Ordering::Relaxed) {
             std::thread::sleep(Duration::from_millis(100));
+            let every = *self
+                .log_metrics_interval
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if last_counted.elapsed() >= every {
+                last_counted = std::time::Instant::now();
+                self.write_log_metrics();
+            }
             if last_logs.elapsed() >= self.options.logs_flush_interval
                 || self.logs.head_len() >= LOG_HEAD_MAX_LINES
             {
@@ -323,6 +347,16 @@ impl Collector {
             }
             last = std::time::Instant::now();
             self.maintain();
+        }
+    }
+
+    fn write_log_metrics(&self) {
+        let samples = self.log_metrics.samples(manager::now_ms());
+        if samples.is_empty() {
+            return;
+        }
+        if let Err(e) = self.store.append(&samples) {
+            tracing::error!(error = %e, "writing log-derived metrics failed");
         }
     }
 

@@ -448,14 +448,6 @@ fn rules_reload_on_sighup_and_keep_their_state() {
     wait_until("job:one recorded", Duration::from_secs(10), || {
         recorded(&svc) == 1
     });
-    let hup = |svc: &Service| {
-        let pid = svc.pid().unwrap().to_string();
-        assert!(Command::new("kill")
-            .args(["-HUP", &pid])
-            .status()
-            .unwrap()
-            .success());
-    };
 
     // A new alert, the recording rule gone, the pending alert kept.
     std::fs::write(
@@ -463,7 +455,7 @@ fn rules_reload_on_sighup_and_keep_their_state() {
         "groups:\n  - name: g\n    rules:\n      - alert: Slow\n        expr: vector(1)\n        for: 1h\n      - alert: Now\n        expr: vector(1)\n",
     )
     .unwrap();
-    hup(&svc);
+    crate::harness::sighup(&svc);
     wait_until(
         "Now firing after the reload",
         Duration::from_secs(20),
@@ -491,7 +483,7 @@ fn rules_reload_on_sighup_and_keep_their_state() {
         "groups:\n  - name: g\n    rules:\n      - alert: Broken\n        expr: sum(\n",
     )
     .unwrap();
-    hup(&svc);
+    crate::harness::sighup(&svc);
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(alert_state(&svc, "Now"), "firing");
     assert_eq!(alert_state(&svc, "Slow"), "pending");

@@ -307,8 +307,10 @@ fn every_panel_shows_data_from_the_real_exporters() {
          rule_files: [rules.yml]\n\
          syslog:\n  listeners:\n    - address: 127.0.0.1:{syslog}\n      protocol: udp\n\
          tail:\n  poll_interval: 200ms\n  files:\n    - paths: ['{}']\n\
+         {}\
          scrape_configs:\n  - job_name: self\n    static_configs:\n      - targets: ['127.0.0.1:{web_port}']\n    basic_auth:\n      username: admin\n      password: {PASSWORD}\n",
-        tailed.display()
+        tailed.display(),
+        include_str!("../../deploy/examples/log-metrics.yml")
     );
     for (job, svc) in [
         ("node", &node),
@@ -340,18 +342,17 @@ fn every_panel_shows_data_from_the_real_exporters() {
             let _ = crate::harness::http_get(&web.url("/stub_status"), &[]);
             let _ = crate::harness::http_get(&web.url("/missing"), &[]);
         }
-        let _ = Command::new(&logger)
-            .args([
-                "-n",
-                "127.0.0.1",
-                "-P",
-                &syslog.to_string(),
-                "-d",
-                "-t",
-                "app",
-                "a syslog line",
-            ])
-            .status();
+        for (app, line) in [
+            ("app", "a syslog line"),
+            ("postfix/smtp", "4F2A1: to=<u@example.com>, relay=mx[192.0.2.1]:25, status=sent (250 ok)"),
+            ("postfix/smtpd", "NOQUEUE: reject: RCPT from unknown[192.0.2.7]: 554 5.7.1 Relay access denied"),
+            ("postfix/smtpd", "warning: unknown[192.0.2.7]: SASL LOGIN authentication failed: UGFzc3dvcmQ6"),
+            ("mailboxd", "cmd=Auth; account=a@example.com; protocol=imap; error=authentication failed for [a], invalid password;"),
+        ] {
+            let _ = Command::new(&logger)
+                .args(["-n", "127.0.0.1", "-P", &syslog.to_string(), "-d", "-t", app, line])
+                .status();
+        }
         let mut f = std::fs::OpenOptions::new()
             .append(true)
             .open(&tailed)

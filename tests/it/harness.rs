@@ -833,3 +833,13 @@ pub fn run_with_stdin(program: &Path, args: &[&str], input: &[u8]) -> (i32, Stri
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// Sends SIGHUP to a service (a configuration reload).
+pub fn sighup(svc: &Service) {
+    let pid = svc.pid().expect("running").to_string();
+    let status = Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill -HUP {pid}");
+}

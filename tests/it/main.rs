@@ -10,6 +10,7 @@ mod default_rules;
 mod expo;
 mod harness;
 mod ldap;
+mod log_metrics;
 mod log_search;
 mod mesh;
 mod nginx;

@@ -178,9 +178,27 @@ pub struct LogStore {
     gate: RwLock<()>,
     /// One flush or compaction at a time.
     maintenance: std::sync::Mutex<()>,
+    /// Counts acknowledged lines into log-derived metrics.
+    observer: RwLock<Option<Arc<crate::logmetrics::LogMetrics>>>,
 }
 
 impl LogStore {
+    /// Every line acknowledged from now on is also counted by `metrics`.
+    pub fn observe_with(&self, metrics: Arc<crate::logmetrics::LogMetrics>) {
+        *self.observer.write().unwrap_or_else(|p| p.into_inner()) = Some(metrics);
+    }
+
+    fn observe(&self, records: &[LogRecord]) {
+        if let Some(m) = self
+            .observer
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            m.observe(records);
+        }
+    }
+
     /// Opens `dir` (created): sets damaged parts aside, drops WAL segments a
     /// part already covers, replays the rest into the head.
     pub fn open(dir: &Path) -> Result<(LogStore, LogOpenReport), LogStoreError> {
@@ -230,6 +248,7 @@ impl LogStore {
                 checkpoints: std::sync::Mutex::new(checkpoints),
                 gate: RwLock::new(()),
                 maintenance: std::sync::Mutex::new(()),
+                observer: RwLock::new(None),
             },
             report,
         ))
@@ -252,6 +271,7 @@ impl LogStore {
         let refs: Vec<&[u8]> = encoded.iter().map(Vec::as_slice).collect();
         let _gate = self.gate.read().unwrap_or_else(|p| p.into_inner());
         self.wal.append(&refs)?;
+        self.observe(&records);
         self.head
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -271,6 +291,7 @@ impl LogStore {
         WalEntry::encode_tailed(&checkpoint, &records, &mut b);
         let _gate = self.gate.read().unwrap_or_else(|p| p.into_inner());
         self.wal.append(&[&b])?;
+        self.observe(&records);
         self.head
             .write()
             .unwrap_or_else(|p| p.into_inner())
