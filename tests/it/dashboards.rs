@@ -13,7 +13,7 @@ use crate::promql_compat::percent_encode;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 const PASSWORD: &str = "dashboards-test-password";
@@ -186,8 +186,13 @@ impl FakeMailboxd {
             .status()
             .unwrap()
             .success());
+        // `read` is a builtin: no child outlives the kill (one holding the
+        // test's stdout would keep the test run's pipe open).
         let child = Command::new(&java)
-            .args(["-c", "sleep 600", "mailboxd"])
+            .args(["-c", "read line", "mailboxd"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
             .spawn()
             .unwrap();
         FakeMailboxd { child, _dir: dir }

@@ -93,6 +93,13 @@ fn log_lines_become_counters() {
         "(1234-01) Passed CLEAN, status=sent-like text".into(),
     ));
     lines.push(("postfix/smtpd", "connect from unknown[192.0.2.9]".into()));
+    for i in 0..3 {
+        lines.push((
+            "postfix/qmgr",
+            format!("{i:05X}: from=<s{i}@example.com>, size=1234, nrcpt=1 (queue active)"),
+        ));
+    }
+    lines.push(("postfix/qmgr", "00009: removed".into()));
     lines.push((
         "postfix/smtpd",
         "warning: unknown[192.0.2.9]: SASL LOGIN authentication failed: UGFzc3dvcmQ6".into(),
@@ -159,6 +166,7 @@ fn log_lines_become_counters() {
         Duration::from_secs(30),
         || {
             values(&svc, "carbonio_smtp_auth_failures_total", "").get("") == Some(&1.0)
+                && values(&svc, "carbonio_mail_received_total", "").get("") == Some(&3.0)
                 && values(&svc, "carbonio_mail_content_verdicts_total", "verdict")
                     .get("Blocked SPAM")
                     == Some(&1.0)
