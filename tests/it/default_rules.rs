@@ -273,9 +273,18 @@ fn shipped_log_rules_fire_from_real_log_lines() {
             "{now} INFO  [qtp1-{i}:https://127.0.0.1:443/service/soap/AuthRequest] [oip=192.0.2.1;] security - cmd=Auth; account=ok{i}@example.com; protocol=soap;\n"
         ));
     }
+    // A distributed run: 980 more failures, each from its own address
+    // and for its own account, so only the total is over a threshold.
+    for i in 0..980 {
+        lines.push_str(&format!(
+            "{now} WARN  [qtp2-{i}:https://127.0.0.1:443/service/home/] [oip=10.{}.{}.{};] security - cmd=Auth; account=spray{i}@example.com; protocol=imap; error=authentication failed for [spray{i}@example.com], invalid password;\n",
+            i / 65536, (i / 256) % 256, i % 256
+        ));
+    }
     std::fs::write(&audit, lines).unwrap();
 
-    // Postfix through syslog: 21 SASL failures from one address, 51 bounces.
+    // Postfix through syslog: 21 SASL failures from one address, 51
+    // bounces, 101 deferrals.
     let send = |tag: &str, message: &str| {
         let status = Command::new(&logger)
             .args(["-n", "127.0.0.1", "-P", &syslog.to_string(), "-T"])
@@ -295,6 +304,13 @@ fn shipped_log_rules_fire_from_real_log_lines() {
         send(
             "postfix/smtp",
             &format!("4F{i:04X}: to=<u{i}@remote.example>, relay=mx.remote.example[198.51.100.25]:25, delay=1, dsn=5.1.1, status=bounced (host said: 550 5.1.1 no such user)"),
+        );
+    }
+
+    for i in 0..101 {
+        send(
+            "postfix/smtp",
+            &format!("5E{i:04X}: to=<d{i}@slow.example>, relay=none, delay=30, dsn=4.4.1, status=deferred (connect to mx.slow.example[198.51.100.26]:25: Connection timed out)"),
         );
     }
 
@@ -323,6 +339,16 @@ fn shipped_log_rules_fire_from_real_log_lines() {
             json!({"host": hostname.clone()}),
             "51 messages bounced on {host} in 15 minutes",
         ),
+        (
+            "MailDeferralSpike",
+            json!({"host": hostname.clone()}),
+            "101 deliveries deferred on {host} in 15 minutes",
+        ),
+        (
+            "LoginFailuresTotal",
+            json!({}),
+            "1004 failed logins in 10 minutes across all accounts",
+        ),
     ];
     for (name, labels, summary) in expected {
         wait_until(&format!("{name} firing"), Duration::from_secs(30), || {
@@ -337,7 +363,12 @@ fn shipped_log_rules_fire_from_real_log_lines() {
         for (k, v) in labels.as_object().unwrap() {
             assert_eq!(&got[0]["labels"][k], v, "{name} label {k}: {got:?}");
         }
-        assert_eq!(got[0]["labels"]["severity"], "warning");
+        let severity = if name == "LoginFailuresTotal" {
+            "critical"
+        } else {
+            "warning"
+        };
+        assert_eq!(got[0]["labels"]["severity"], severity);
         assert_eq!(
             got[0]["annotations"]["summary"],
             summary.replace("{host}", &hostname),
