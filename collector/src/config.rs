@@ -589,6 +589,8 @@ pub struct ScrapeConfig {
     #[serde(default)]
     pub file_sd_configs: Vec<FileSdConfig>,
     #[serde(default)]
+    pub consul_sd_configs: Vec<ConsulSdConfig>,
+    #[serde(default)]
     pub relabel_configs: Vec<RelabelConfig>,
     #[serde(default)]
     pub metric_relabel_configs: Vec<RelabelConfig>,
@@ -611,6 +613,45 @@ pub struct StaticConfig {
 pub struct FileSdConfig {
     pub files: Vec<String>,
     pub refresh_interval: Option<Dur>,
+}
+
+/// Prometheus's `consul_sd_configs` (services from a Consul catalog, as
+/// Carbonio Mesh registers them). TLS to Consul beyond the system roots
+/// (`tls_config`) is not supported yet.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsulSdConfig {
+    #[serde(default = "consul_server")]
+    pub server: String,
+    #[serde(default)]
+    pub scheme: Scheme,
+    /// ACL token, sent as `X-Consul-Token`.
+    pub token: Option<String>,
+    /// A file holding the token (read at each refresh).
+    pub token_file: Option<PathBuf>,
+    pub datacenter: Option<String>,
+    /// Only these services (all when empty).
+    #[serde(default)]
+    pub services: Vec<String>,
+    /// Only service instances carrying every one of these tags.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Only nodes with this metadata.
+    #[serde(default)]
+    pub node_meta: BTreeMap<String, String>,
+    #[serde(default = "comma")]
+    pub tag_separator: String,
+    #[serde(default = "yes")]
+    pub allow_stale: bool,
+    pub refresh_interval: Option<Dur>,
+}
+
+fn consul_server() -> String {
+    "localhost:8500".into()
+}
+
+fn comma() -> String {
+    ",".into()
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -800,6 +841,24 @@ impl Config {
                     return Err(invalid(
                         at,
                         "at most one of basic_auth and authorization must be configured".into(),
+                    ));
+                }
+            }
+            for c in &sc.consul_sd_configs {
+                if c.token.is_some() && c.token_file.is_some() {
+                    return Err(invalid(
+                        at,
+                        "at most one of consul_sd_configs token & token_file must be configured"
+                            .into(),
+                    ));
+                }
+                if c.server.is_empty() || c.server.contains('/') {
+                    return Err(invalid(
+                        at,
+                        format!(
+                            "consul_sd_configs server {:?}: host:port expected",
+                            c.server
+                        ),
                     ));
                 }
             }

@@ -1,6 +1,8 @@
-//! Targets from `static_configs` and `file_sd_configs`, turned into label
+//! Targets from `static_configs`, `file_sd_configs` and `consul_sd_configs`, turned into label
 //! sets the way Prometheus does it: scrape labels added, relabeling applied,
 //! meta labels removed, `instance` defaulted to the address.
+
+mod consul;
 
 use crate::config::{Job, Scheme};
 use crate::relabel::{self, Labels};
@@ -18,6 +20,8 @@ pub enum DiscoveryError {
     },
     #[error("target file {path}: {msg}")]
     Parse { path: PathBuf, msg: String },
+    #[error("consul_sd {server}: {msg}")]
+    Consul { server: String, msg: String },
 }
 
 /// A group of targets sharing labels, as static configs and SD files give them.
@@ -129,8 +133,8 @@ pub fn format_duration(d: Duration) -> String {
     out
 }
 
-/// Target groups last read successfully from each SD file.
-pub type SdCache = BTreeMap<PathBuf, Vec<TargetGroup>>;
+/// Target groups last read successfully from each SD file or Consul config.
+pub type SdCache = BTreeMap<String, Vec<TargetGroup>>;
 
 /// All targets of a job from its static configs and SD files; SD file errors
 /// are returned beside the targets (a bad file does not hide the others).
@@ -160,14 +164,15 @@ pub fn targets_cached(job: &Job, cache: &mut SdCache) -> (Vec<Target>, Vec<Disco
     for sd in &job.config.file_sd_configs {
         for pattern in &sd.files {
             for file in expand_pattern(pattern) {
+                let key = file.display().to_string();
                 let read = match read_file_sd(&file) {
                     Ok(gs) => {
-                        cache.insert(file.clone(), gs.clone());
+                        cache.insert(key, gs.clone());
                         gs
                     }
                     Err(e) => {
                         errors.push(e);
-                        cache.get(&file).cloned().unwrap_or_default()
+                        cache.get(&key).cloned().unwrap_or_default()
                     }
                 };
                 groups.extend(
@@ -176,6 +181,20 @@ pub fn targets_cached(job: &Job, cache: &mut SdCache) -> (Vec<Target>, Vec<Disco
                 );
             }
         }
+    }
+    for (i, sd) in job.config.consul_sd_configs.iter().enumerate() {
+        let key = format!("consul {} {i}", job.config.job_name);
+        let found = match consul::discover(sd) {
+            Ok(gs) => {
+                cache.insert(key, gs.clone());
+                gs
+            }
+            Err(e) => {
+                errors.push(e);
+                cache.get(&key).cloned().unwrap_or_default()
+            }
+        };
+        groups.extend(found.into_iter().map(|g| (g, None)));
     }
     for (group, file) in groups {
         for address in &group.targets {

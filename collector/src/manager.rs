@@ -19,6 +19,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Prometheus's default file_sd `refresh_interval`.
 const DEFAULT_REFRESH: Duration = Duration::from_secs(300);
+/// Prometheus's default consul_sd `refresh_interval`.
+const CONSUL_REFRESH: Duration = Duration::from_secs(30);
 
 pub fn now_ms() -> i64 {
     SystemTime::now()
@@ -164,8 +166,13 @@ fn discovery_loop(
     let _watcher = watch_sd_dirs(jobs, tx);
     let refresh = jobs
         .iter()
-        .flat_map(|j| &j.config.file_sd_configs)
-        .map(|sd| sd.refresh_interval.map_or(DEFAULT_REFRESH, |d| d.0))
+        .flat_map(|j| {
+            let files = (j.config.file_sd_configs.iter())
+                .map(|sd| sd.refresh_interval.map_or(DEFAULT_REFRESH, |d| d.0));
+            let consul = (j.config.consul_sd_configs.iter())
+                .map(|sd| sd.refresh_interval.map_or(CONSUL_REFRESH, |d| d.0));
+            files.chain(consul)
+        })
         .min();
     let mut last = std::time::Instant::now();
     while !stop.load(Ordering::Relaxed) {

@@ -4,6 +4,7 @@
 mod alerting;
 mod collector;
 mod config;
+mod consul_sd;
 mod crash;
 mod dashboards;
 mod default_rules;
