@@ -4,7 +4,9 @@ use crate::textparse;
 use std::time::UNIX_EPOCH;
 
 /// Reads `*.prom` files like node_exporter's textfile collector: a bad file
-/// is skipped and flagged with `node_textfile_scrape_error 1`, the rest are kept.
+/// is skipped and flagged with `node_textfile_scrape_error 1`, the rest are
+/// kept. Unlike node_exporter, a file whose samples carry timestamps is read
+/// (without them) rather than skipped.
 pub fn collect(cfg: &NodeConfig, out: &mut Vec<Family>) -> Result<(), CollectError> {
     let mut error = false;
     let mut mtimes = Family::gauge(
@@ -65,10 +67,11 @@ fn read_file(path: &std::path::Path) -> Result<(Vec<Family>, f64), String> {
         .map_or(0.0, |d| d.as_secs_f64());
     let parsed =
         textparse::parse(&text).map_err(|e| format!("failed to parse textfile data: {e}"))?;
+    // node_exporter skips a file with timestamps whole; Carbonio's mailbox
+    // writes its *.prom files with millisecond timestamps, so that would lose
+    // every mailboxd series. The values are kept, stamped at scrape time.
     if parsed.has_timestamps {
-        return Err(
-            "textfile contains unsupported client-side timestamps, skipping entire file".into(),
-        );
+        tracing::debug!(file = %path.display(), "client-side timestamps ignored");
     }
     let families = parsed
         .families
@@ -100,4 +103,36 @@ fn merge(into: &mut Vec<Family>, families: Vec<Family>) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn carbonio_mailbox_textfile_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        // What Carbonio's mailbox writes: a space before '{', millisecond
+        // timestamps, no TYPE or HELP.
+        std::fs::write(
+            dir.path().join("mailboxd.prom"),
+            "mailboxd_imap_conn {instance=\"mbox1\"} 12 1795463115000\nmailboxd_soap_ms_avg 3.5 1795463115000\n",
+        )
+        .unwrap();
+        let cfg = NodeConfig {
+            textfile_dir: Some(dir.path().to_path_buf()),
+            ..NodeConfig::default()
+        };
+        let mut out = Vec::new();
+        collect(&cfg, &mut out).unwrap();
+        let value = |name: &str| {
+            out.iter()
+                .find(|f| f.name == name)
+                .and_then(|f| f.samples.first())
+                .map(|s| s.value)
+        };
+        assert_eq!(value("mailboxd_imap_conn"), Some(12.0));
+        assert_eq!(value("mailboxd_soap_ms_avg"), Some(3.5));
+        assert_eq!(value("node_textfile_scrape_error"), Some(0.0));
+    }
 }
