@@ -1,6 +1,7 @@
 //! The collector's HTTP listener: health and readiness, `POST /-/reload`
 //! (behind `--web.enable-lifecycle`, as in Prometheus), its own metrics, and
-//! `/api/v1/targets` and `/api/v1/status/config` in Prometheus's JSON shapes.
+//! `/api/v1/targets` and `/api/v1/status/config` in Prometheus's JSON shapes,
+//! and the remote-write receiver `/api/v1/write`.
 
 use crate::discovery::format_duration;
 use crate::service::Collector;
@@ -32,6 +33,7 @@ pub fn router(collector: Arc<Collector>, lifecycle: bool) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/v1/targets", get(targets))
         .route("/api/v1/status/config", get(config))
+        .route("/api/v1/write", post(remote_write))
         .with_state(App {
             collector,
             lifecycle,
@@ -45,6 +47,30 @@ pub async fn serve(
     lifecycle: bool,
 ) -> std::io::Result<()> {
     axum::serve(listener, router(collector, lifecycle)).await
+}
+
+/// Prometheus remote write: 204 once stored (durable in the WAL); 400 for
+/// a body that cannot be used (the sender drops it); 500 when storing
+/// failed (the sender retries).
+async fn remote_write(State(app): State<App>, body: axum::body::Bytes) -> Response {
+    let c = app.collector.clone();
+    let stored = tokio::task::spawn_blocking(move || {
+        let samples = crate::remote_write::decode(&body)
+            .map_err(|e| (StatusCode::BAD_REQUEST, format!("{e}\n")))?;
+        c.store().append(&samples).map_err(|e| {
+            tracing::error!(error = %e, "storing remote-written samples failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("storing failed: {e}\n"),
+            )
+        })
+    })
+    .await;
+    match stored {
+        Ok(Ok(())) => StatusCode::NO_CONTENT.into_response(),
+        Ok(Err(e)) => e.into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
 }
 
 async fn reload(State(app): State<App>) -> Response {

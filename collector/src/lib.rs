@@ -19,6 +19,7 @@ pub mod logmetrics;
 pub mod logs;
 pub mod manager;
 pub mod relabel;
+pub mod remote_write;
 pub mod scrape;
 pub mod selfmetrics;
 pub mod service;

@@ -21,6 +21,7 @@ mod process;
 mod prometheus;
 mod promql_compat;
 mod query_api;
+mod remote_write;
 mod rules_compat;
 mod services;
 mod serving;
