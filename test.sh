@@ -9,7 +9,7 @@ PACKAGES=(
   prometheus-node-exporter prometheus-process-exporter prometheus
   prometheus-postgres-exporter prometheus-nginx-exporter
   postgresql postgresql-client slapd ldap-utils nginx openssl curl
-  rsyslog rsyslog-openssl bsdutils logrotate prometheus-alertmanager
+  rsyslog rsyslog-openssl bsdutils logrotate prometheus-alertmanager systemd
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -500,6 +500,10 @@ fn default_port(kind: &str) -> Option<u16> {
     })
 }
 
+fn parse_listen(s: &str) -> Result<String, String> {
+    Ok(listen_address(s))
+}
+
 /// ":9100" (Go style) listens on all interfaces.
 pub fn listen_address(s: &str) -> String {
     match s.strip_prefix(':') {
@@ -619,8 +623,8 @@ pub struct CollectorArgs {
     /// Data directory (the WAL lives in DIR/wal, blocks in DIR/blocks).
     #[arg(long, default_value = "data")]
     pub data: PathBuf,
-    /// Address for health, reload, self-metrics and /api/v1/targets.
-    #[arg(long = "web.listen-address", default_value = "127.0.0.1:9097")]
+    /// Address for health, reload, self-metrics and /api/v1/targets (":PORT": all interfaces).
+    #[arg(long = "web.listen-address", default_value = "127.0.0.1:9097", value_parser = parse_listen)]
     pub listen: String,
     /// Allow reloading the configuration with POST /-/reload (as Prometheus's flag).
     #[arg(long = "web.enable-lifecycle")]
@@ -637,8 +641,8 @@ pub struct RunArgs {
     /// Data directory (metrics WAL and blocks, logs, users.json).
     #[arg(long, default_value = "data")]
     pub data: PathBuf,
-    /// Address of the API (and, later, the UI).
-    #[arg(long = "web.listen-address", default_value = "127.0.0.1:9090")]
+    /// Address of the API (and, later, the UI); ":PORT": all interfaces.
+    #[arg(long = "web.listen-address", default_value = "127.0.0.1:9090", value_parser = parse_listen)]
     pub listen: String,
     /// Allow reloading the configuration with POST /-/reload (as Prometheus's flag).
     #[arg(long = "web.enable-lifecycle")]
@@ -655,8 +659,8 @@ pub struct QueryArgs {
     /// Data directory a collector writes (read only).
     #[arg(long, default_value = "data")]
     pub data: PathBuf,
-    /// Address of the API.
-    #[arg(long = "web.listen-address", default_value = "127.0.0.1:9090")]
+    /// Address of the API (":PORT": all interfaces).
+    #[arg(long = "web.listen-address", default_value = "127.0.0.1:9090", value_parser = parse_listen)]
     pub listen: String,
     /// How often the data directory is reopened to see new data.
     #[arg(long = "storage.refresh-interval", default_value = "15s", value_parser = parse_duration)]

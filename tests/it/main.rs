@@ -8,6 +8,7 @@ mod consul_sd;
 mod crash;
 mod dashboards;
 mod default_rules;
+mod deploy;
 mod expo;
 mod harness;
 mod ldap;
