@@ -616,8 +616,7 @@ pub struct FileSdConfig {
 }
 
 /// Prometheus's `consul_sd_configs` (services from a Consul catalog, as
-/// Carbonio Mesh registers them). TLS to Consul beyond the system roots
-/// (`tls_config`) is not supported yet.
+/// Carbonio Mesh registers them).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConsulSdConfig {
@@ -644,6 +643,8 @@ pub struct ConsulSdConfig {
     #[serde(default = "yes")]
     pub allow_stale: bool,
     pub refresh_interval: Option<Dur>,
+    /// For `scheme: https`, as a scrape job's.
+    pub tls_config: Option<TlsConfig>,
 }
 
 fn consul_server() -> String {

@@ -334,7 +334,7 @@ fn scrape_loop(
     if next < now_ms() {
         next += interval;
     }
-    let scraper = Scraper::new();
+    let scraper = Scraper::for_job(job);
     loop {
         // Sleep in short steps so a stop request is seen promptly.
         while now_ms() < next {

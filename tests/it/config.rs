@@ -260,7 +260,7 @@ fn scrape_gives_the_series_prometheus_stores() {
     let (targets, _) = discovery::targets(&jobs[0]);
     let target = targets[0].labels.clone().unwrap();
     let mut state = TargetState::default();
-    let result = Scraper::new().scrape(&jobs[0], &target, &mut state, 0);
+    let result = Scraper::for_job(&jobs[0]).scrape(&jobs[0], &target, &mut state, 0);
     assert_eq!(result.error, None);
     let mut ours: Vec<Labels> = result.samples.iter().map(|s| (*s.labels).clone()).collect();
     ours.sort();
@@ -277,7 +277,7 @@ fn scrape_gives_the_series_prometheus_stores() {
     // The target goes away: up 0 and a staleness marker for every series it had.
     let had = result.samples.len() - 5;
     drop(mesh);
-    let gone = Scraper::new().scrape(&jobs[0], &target, &mut state, 1000);
+    let gone = Scraper::for_job(&jobs[0]).scrape(&jobs[0], &target, &mut state, 1000);
     assert!(gone.error.is_some());
     assert_eq!(
         gone.samples.iter().filter(|s| s.is_stale_marker()).count(),

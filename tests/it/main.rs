@@ -24,6 +24,7 @@ mod promql_compat;
 mod query_api;
 mod remote_write;
 mod rules_compat;
+mod scrape_tls;
 mod services;
 mod serving;
 mod syslog;

@@ -35,7 +35,11 @@ pub fn discover(c: &ConsulSdConfig) -> Result<Vec<TargetGroup>, DiscoveryError> 
         },
         c.server
     );
-    let agent = ureq::AgentBuilder::new().timeout(TIMEOUT).build();
+    let mut builder = ureq::AgentBuilder::new().timeout(TIMEOUT);
+    if let Some(t) = &c.tls_config {
+        builder = builder.tls_config(crate::scrape::tls::client_config(t).map_err(err)?);
+    }
+    let agent = builder.build();
     let get = |path: &str, query: &[(&str, &str)]| -> Result<Value, DiscoveryError> {
         let mut req = agent.get(&format!("{base}{path}"));
         if c.allow_stale {

@@ -145,22 +145,23 @@ fn stale(labels: Arc<SeriesLabels>, now_ms: i64) -> Sample {
 }
 
 pub struct Scraper {
-    agent: ureq::Agent,
-}
-
-impl Default for Scraper {
-    fn default() -> Self {
-        Self::new()
-    }
+    /// Err: the job's `tls_config` cannot be used; every scrape says why.
+    agent: Result<ureq::Agent, String>,
 }
 
 impl Scraper {
-    pub fn new() -> Self {
-        Scraper {
-            agent: ureq::AgentBuilder::new()
-                .user_agent(concat!("carbonio-monitor/", env!("CARGO_PKG_VERSION")))
-                .build(),
+    /// A client for `job`'s targets, with its `tls_config`.
+    pub fn for_job(job: &Job) -> Self {
+        let builder = ureq::AgentBuilder::new()
+            .user_agent(concat!("carbonio-monitor/", env!("CARGO_PKG_VERSION")));
+        let agent = match &job.config.tls_config {
+            Some(t) => super::tls::client_config(t).map(|c| builder.tls_config(c).build()),
+            None => Ok(builder.build()),
+        };
+        if let Err(e) = &agent {
+            tracing::error!(job = %job.config.job_name, error = %e, "tls_config unusable; scrapes will fail");
         }
+        Scraper { agent }
     }
 
     /// Scrapes `target` (its final labels, `__` ones included) at `now_ms`.
@@ -212,8 +213,8 @@ impl Scraper {
     fn fetch(&self, job: &Job, target: &Labels) -> Result<(String, Format), String> {
         let c = &job.config;
         let url = scrape_url(job, target);
-        let mut req = self
-            .agent
+        let agent = self.agent.as_ref().map_err(Clone::clone)?;
+        let mut req = agent
             .get(&url)
             .timeout(job.timeout)
             .set("Accept", ACCEPT)
