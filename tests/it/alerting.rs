@@ -115,6 +115,15 @@ impl Receiver {
 }
 
 fn alertmanager() -> Service {
+    let svc = alertmanager_with(None);
+    wait_until("Alertmanager ready", Duration::from_secs(30), || {
+        http_get(&svc.url("/-/ready"), &[]).is_ok_and(|r| r.0 == 200)
+    });
+    svc
+}
+
+/// Alertmanager, with an exporter-toolkit web config (TLS) when given.
+fn alertmanager_with(web_config: Option<&std::path::Path>) -> Service {
     let bin = require("prometheus-alertmanager", "prometheus-alertmanager");
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
@@ -134,11 +143,10 @@ fn alertmanager() -> Service {
     ))
     .arg(format!("--web.listen-address=127.0.0.1:{port}"))
     .arg("--cluster.listen-address=");
-    let svc = spawn("alertmanager", dir, port, cmd);
-    wait_until("Alertmanager ready", Duration::from_secs(30), || {
-        http_get(&svc.url("/-/ready"), &[]).is_ok_and(|r| r.0 == 200)
-    });
-    svc
+    if let Some(w) = web_config {
+        cmd.arg(format!("--web.config.file={}", w.display()));
+    }
+    spawn("alertmanager", dir, port, cmd)
 }
 
 fn start_run(dir: &std::path::Path, config: &str, port: u16) -> Service {
@@ -489,4 +497,52 @@ fn rules_reload_on_sighup_and_keep_their_state() {
     assert_eq!(alert_state(&svc, "Slow"), "pending");
     let log = std::fs::read_to_string(svc.path("carbonio-monitor run.log")).unwrap();
     assert!(log.contains("rules not reloaded"), "{log}");
+}
+
+#[test]
+fn alerts_reach_an_alertmanager_over_tls_with_client_certificates() {
+    let curl = require("curl", "curl");
+    let dir = tempfile::tempdir().unwrap();
+    let tls = crate::harness::mutual_tls(dir.path());
+    let (ca, client_cert, client_key) = (&tls.ca, &tls.client_cert, &tls.client_key);
+    let am = alertmanager_with(Some(&tls.web_config));
+    let alerts_in_am = || {
+        let out = Command::new(&curl)
+            .args(["-sS", "--fail", "--cacert"])
+            .arg(ca)
+            .arg("--cert")
+            .arg(client_cert)
+            .arg("--key")
+            .arg(client_key)
+            .arg(format!("https://127.0.0.1:{}/api/v2/alerts", am.port))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    wait_until(
+        "Alertmanager ready over TLS",
+        Duration::from_secs(30),
+        || alerts_in_am().starts_with('['),
+    );
+    std::fs::write(
+        dir.path().join("rules.yml"),
+        "groups:\n  - name: g\n    rules:\n      - alert: AlwaysOverTls\n        expr: vector(1)\n",
+    )
+    .unwrap();
+    let svc = start_run(
+        dir.path(),
+        &format!(
+            "global:\n  evaluation_interval: 1s\nrule_files: [rules.yml]\n\
+             alerting:\n  alertmanagers:\n    - scheme: https\n      tls_config:\n        ca_file: {}\n        cert_file: {}\n        key_file: {}\n      static_configs:\n        - targets: ['127.0.0.1:{}']\n",
+            ca.display(),
+            client_cert.display(),
+            client_key.display(),
+            am.port
+        ),
+        free_port(),
+    );
+    wait_until("the alert in Alertmanager", Duration::from_secs(30), || {
+        alerts_in_am().contains("AlwaysOverTls")
+    });
+    drop(svc);
 }

@@ -843,3 +843,35 @@ pub fn sighup(svc: &Service) {
         .expect("kill");
     assert!(status.success(), "kill -HUP {pid}");
 }
+
+/// A test PKI in `dir` and an exporter-toolkit web config (`dir/web.yml`)
+/// serving TLS that requires a client certificate from the same CA.
+/// Returns (web config, CA, client certificate, client key).
+pub struct MutualTls {
+    pub web_config: PathBuf,
+    pub ca: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+}
+
+pub fn mutual_tls(dir: &Path) -> MutualTls {
+    let (ca, cert, key) = test_pki(dir);
+    let (client_cert, client_key) = test_client_cert(dir, "/CN=client");
+    let web_config = dir.join("web.yml");
+    std::fs::write(
+        &web_config,
+        format!(
+            "tls_server_config:\n  cert_file: {}\n  key_file: {}\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {}\n",
+            cert.display(),
+            key.display(),
+            ca.display()
+        ),
+    )
+    .expect("web.yml");
+    MutualTls {
+        web_config,
+        ca,
+        client_cert,
+        client_key,
+    }
+}

@@ -3,7 +3,7 @@
 //! scrapes it with the private CA and a client certificate, and fails
 //! clearly without them.
 
-use crate::harness::{get_text, ours, test_client_cert, test_pki, wait_until};
+use crate::harness::{get_text, mutual_tls, ours, wait_until};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -11,19 +11,8 @@ use std::time::Duration;
 #[test]
 fn tls_config_ca_client_certificate_and_skip_verify() {
     let dir = tempfile::tempdir().unwrap();
-    let (ca, cert, key) = test_pki(dir.path());
-    let (client_cert, client_key) = test_client_cert(dir.path(), "/CN=collector");
-    let web = dir.path().join("web.yml");
-    std::fs::write(
-        &web,
-        format!(
-            "tls_server_config:\n  cert_file: {}\n  key_file: {}\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {}\n",
-            cert.display(),
-            key.display(),
-            ca.display()
-        ),
-    )
-    .unwrap();
+    let tls = mutual_tls(dir.path());
+    let web = &tls.web_config;
     let exporter = ours(
         "node",
         &[
@@ -38,7 +27,11 @@ fn tls_config_ca_client_certificate_and_skip_verify() {
             "  - job_name: {name}\n    scheme: https\n    tls_config:\n{tls}    static_configs:\n      - targets: ['{target}']\n"
         )
     };
-    let (ca, cc, ck) = (ca.display(), client_cert.display(), client_key.display());
+    let (ca, cc, ck) = (
+        tls.ca.display(),
+        tls.client_cert.display(),
+        tls.client_key.display(),
+    );
     let config = format!(
         "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n{}{}{}{}",
         job(

@@ -24,6 +24,8 @@ struct Endpoint {
     url: String,
     auth: Option<String>,
     timeout: std::time::Duration,
+    /// With the Alertmanager config's `tls_config`.
+    agent: ureq::Agent,
 }
 
 pub struct Alertmanagers {
@@ -51,13 +53,13 @@ impl Alertmanagers {
                     format!("api_version {:?}: only v2 exists", c.api_version),
                 ));
             }
-            if c.tls_config.is_some() {
-                return Err(NotifyError::Config(
-                    name,
-                    "tls_config is not supported; use https with a publicly trusted certificate"
-                        .into(),
-                ));
+            let mut builder = ureq::AgentBuilder::new();
+            if let Some(t) = &c.tls_config {
+                let tls = carbonio_collector::scrape::tls::client_config(t)
+                    .map_err(|e| NotifyError::Config(name.clone(), e))?;
+                builder = builder.tls_config(tls);
             }
+            let agent = builder.build();
             let auth = auth_header(&c.basic_auth, &c.authorization)
                 .map_err(|e| NotifyError::Config(name.clone(), e))?;
             let scheme = match c.scheme {
@@ -70,6 +72,7 @@ impl Alertmanagers {
                     url: format!("{scheme}://{target}{prefix}/api/v2/alerts"),
                     auth: auth.clone(),
                     timeout: c.timeout.0,
+                    agent: agent.clone(),
                 });
             }
         }
@@ -78,11 +81,10 @@ impl Alertmanagers {
         std::thread::Builder::new()
             .name("alertmanager".into())
             .spawn(move || {
-                let agent = ureq::AgentBuilder::new().build();
                 for batch in rx {
                     for chunk in batch.chunks(64) {
                         for e in &endpoints {
-                            let mut req = agent.post(&e.url).timeout(e.timeout);
+                            let mut req = e.agent.post(&e.url).timeout(e.timeout);
                             if let Some(a) = &e.auth {
                                 req = req.set("Authorization", a);
                             }
