@@ -845,6 +845,28 @@ impl Config {
                     ));
                 }
             }
+            let tls_configs = sc.tls_config.iter().chain(
+                sc.consul_sd_configs
+                    .iter()
+                    .filter_map(|c| c.tls_config.as_ref()),
+            );
+            for t in tls_configs {
+                match t.min_version.as_deref() {
+                    None | Some("TLS12") | Some("TLS13") => {}
+                    Some(v @ ("TLS10" | "TLS11")) => {
+                        return Err(invalid(
+                            at,
+                            format!("tls_config min_version {v}: TLS 1.0 and 1.1 are not supported (TLS12 or TLS13)"),
+                        ))
+                    }
+                    Some(v) => {
+                        return Err(invalid(
+                            at,
+                            format!("tls_config min_version {v:?}: one of TLS12, TLS13"),
+                        ))
+                    }
+                }
+            }
             for c in &sc.consul_sd_configs {
                 if c.token.is_some() && c.token_file.is_some() {
                     return Err(invalid(

@@ -33,7 +33,12 @@ pub fn router(collector: Arc<Collector>, lifecycle: bool) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/v1/targets", get(targets))
         .route("/api/v1/status/config", get(config))
-        .route("/api/v1/write", post(remote_write))
+        .route(
+            "/api/v1/write",
+            post(remote_write).layer(axum::extract::DefaultBodyLimit::max(
+                crate::remote_write::MAX_BODY,
+            )),
+        )
         .with_state(App {
             collector,
             lifecycle,
@@ -52,7 +57,24 @@ pub async fn serve(
 /// Prometheus remote write: 204 once stored (durable in the WAL); 400 for
 /// a body that cannot be used (the sender drops it); 500 when storing
 /// failed (the sender retries).
-async fn remote_write(State(app): State<App>, body: axum::body::Bytes) -> Response {
+async fn remote_write(
+    State(app): State<App>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    // Remote write 2.0 (`io.prometheus.write.v2.Request`) would decode as an
+    // empty 1.0 request: refuse it so the sender falls back or says why.
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if content_type.contains("io.prometheus.write.v2") {
+        return (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "only remote write 1.0 (prometheus.WriteRequest) is supported\n",
+        )
+            .into_response();
+    }
     let c = app.collector.clone();
     let stored = tokio::task::spawn_blocking(move || {
         let samples = crate::remote_write::decode(&body)

@@ -14,37 +14,63 @@ use crate::relabel::Labels;
 use std::collections::BTreeMap;
 use std::sync::{Mutex, RwLock};
 
+/// Series one definition may create; lines that would make more are not
+/// counted (label values come from what senders write).
+pub const MAX_SERIES_PER_METRIC: usize = 10_000;
+
 #[derive(Default)]
 pub struct LogMetrics {
     rules: RwLock<Vec<LogMetric>>,
-    counts: Mutex<BTreeMap<Labels, f64>>,
+    state: Mutex<Counts>,
+}
+
+#[derive(Default)]
+struct Counts {
+    values: BTreeMap<Labels, f64>,
+    /// Series created since the last `samples`: they get a 0 just before
+    /// their first value, so `increase()` sees their first lines.
+    new: Vec<Labels>,
+    /// Series of dropped definitions, to end with a staleness marker.
+    gone: Vec<Labels>,
+    series_per_metric: BTreeMap<String, usize>,
+    last_ts: Option<i64>,
 }
 
 impl LogMetrics {
     pub fn new(rules: Vec<LogMetric>) -> LogMetrics {
         LogMetrics {
             rules: RwLock::new(rules),
-            counts: Mutex::new(BTreeMap::new()),
+            state: Mutex::default(),
         }
     }
 
-    /// New definitions (a reload); counts of series that still exist go on.
+    /// New definitions (a reload): series of definitions that did not
+    /// change go on; the others end (staleness markers at the next write).
     pub fn set_rules(&self, rules: Vec<LogMetric>) {
-        let names: Vec<String> = rules.iter().map(|r| r.name.clone()).collect();
-        self.counts
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|l, _| l.get("__name__").is_some_and(|n| names.contains(n)));
-        *self.rules.write().unwrap_or_else(|p| p.into_inner()) = rules;
+        let mut current = self.rules.write().unwrap_or_else(|p| p.into_inner());
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let kept: Vec<String> = rules
+            .iter()
+            .filter(|r| current.iter().any(|c| c == *r))
+            .map(|r| r.name.clone())
+            .collect();
+        let is_kept = |l: &Labels| l.get("__name__").is_some_and(|n| kept.contains(n));
+        let (keep, drop): (BTreeMap<Labels, f64>, BTreeMap<Labels, f64>) =
+            std::mem::take(&mut state.values)
+                .into_iter()
+                .partition(|(l, _)| is_kept(l));
+        state.values = keep;
+        state.gone.extend(drop.into_keys());
+        state.new.retain(is_kept);
+        state.series_per_metric.retain(|n, _| kept.contains(n));
+        *current = rules;
     }
 
-    /// Counts the lines each definition matches.
-    pub fn observe(&self, records: &[LogRecord]) {
+    /// The label sets of the lines' matches (found before the lines are
+    /// stored, outside the store's locks).
+    pub fn matches(&self, records: &[LogRecord]) -> Vec<Labels> {
         let rules = self.rules.read().unwrap_or_else(|p| p.into_inner());
-        if rules.is_empty() {
-            return;
-        }
-        let mut hits: Vec<Labels> = Vec::new();
+        let mut hits = Vec::new();
         for r in records {
             for m in rules.iter() {
                 if let Some(labels) = matched(m, r) {
@@ -52,23 +78,64 @@ impl LogMetrics {
                 }
             }
         }
+        hits
+    }
+
+    /// Counts the matches of lines that are now stored.
+    pub fn count(&self, hits: Vec<Labels>) {
         if hits.is_empty() {
             return;
         }
-        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let Counts {
+            values,
+            new,
+            series_per_metric,
+            ..
+        } = &mut *state;
         for labels in hits {
-            *counts.entry(labels).or_default() += 1.0;
+            if let Some(v) = values.get_mut(&labels) {
+                *v += 1.0;
+                continue;
+            }
+            let name = labels.get("__name__").cloned().unwrap_or_default();
+            let n = series_per_metric.entry(name.clone()).or_default();
+            if *n >= MAX_SERIES_PER_METRIC {
+                if *n == MAX_SERIES_PER_METRIC {
+                    tracing::warn!(metric = %name, limit = MAX_SERIES_PER_METRIC, "log metric has too many series; new label sets are not counted");
+                    *n += 1;
+                }
+                continue;
+            }
+            *n += 1;
+            new.push(labels.clone());
+            values.insert(labels, 1.0);
         }
     }
 
-    /// Every counter's current value, stamped `ts_ms`.
+    /// Counts the lines each definition matches.
+    pub fn observe(&self, records: &[LogRecord]) {
+        self.count(self.matches(records));
+    }
+
+    /// What to write at `ts_ms`: every counter's value, a 0 just before
+    /// each new series' first value, a staleness marker for each ended one.
     pub fn samples(&self, ts_ms: i64) -> Vec<(Labels, i64, f64)> {
-        self.counts
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .map(|(l, v)| (l.clone(), ts_ms, *v))
-            .collect()
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let before = state.last_ts.unwrap_or(ts_ms - 1).min(ts_ms - 1);
+        state.last_ts = Some(ts_ms);
+        let mut out: Vec<(Labels, i64, f64)> = std::mem::take(&mut state.new)
+            .into_iter()
+            .map(|l| (l, before, 0.0))
+            .collect();
+        let stale = f64::from_bits(crate::scrape::target::STALE_NAN_BITS);
+        out.extend(
+            std::mem::take(&mut state.gone)
+                .into_iter()
+                .map(|l| (l, ts_ms, stale)),
+        );
+        out.extend(state.values.iter().map(|(l, v)| (l.clone(), ts_ms, *v)));
+        out
     }
 }
 
@@ -92,10 +159,12 @@ fn matched(m: &LogMetric, r: &LogRecord) -> Option<Labels> {
             "msgid" => &r.msgid,
             _ => continue,
         };
-        labels.insert(f.clone(), v.clone());
+        if !v.is_empty() {
+            labels.insert(f.clone(), v.clone());
+        }
     }
     for name in m.regex.0.capture_names().flatten() {
-        if let Some(v) = caps.name(name) {
+        if let Some(v) = caps.name(name).filter(|v| !v.as_str().is_empty()) {
             labels.insert(name.to_string(), v.as_str().to_string());
         }
     }
@@ -138,11 +207,20 @@ mod tests {
             line("amavis", "status=sent but not postfix"),
             line("postfix/smtpd", "connect from x"),
         ]);
+        // The first write: a 0 just before each new series' first value.
+        let first = m.samples(5);
+        assert_eq!(
+            first
+                .iter()
+                .filter(|(_, t, v)| *t == 4 && *v == 0.0)
+                .count(),
+            2
+        );
         let got: BTreeMap<String, f64> = m
-            .samples(5)
+            .samples(6)
             .into_iter()
             .map(|(l, t, v)| {
-                assert_eq!(t, 5);
+                assert_eq!(t, 6);
                 assert_eq!(l["host"], "mta1");
                 assert_eq!(l["role"], "mta");
                 assert_eq!(l["__name__"], "mail_total");
@@ -154,12 +232,19 @@ mod tests {
             BTreeMap::from([("bounced".into(), 1.0), ("sent".into(), 2.0)])
         );
 
-        // A reload keeps the counts of definitions that stay.
+        // A reload keeps the counts of definitions that did not change; a
+        // changed one's series end with staleness markers.
+        let same = metric(
+            "name: mail_total\napp: 'postfix/*'\nregex: 'status=(?P<status>[a-z]+)'\nby: [host]\nlabels: {role: mta}\n",
+        );
+        m.set_rules(vec![same]);
+        assert_eq!(m.samples(7).len(), 2);
         m.set_rules(vec![metric(
             "name: mail_total\nregex: 'status=(?P<status>[a-z]+)'\n",
         )]);
-        assert_eq!(m.samples(6).len(), 2);
-        m.set_rules(vec![metric("name: other_total\nregex: x\n")]);
-        assert!(m.samples(7).is_empty());
+        let ended = m.samples(8);
+        assert_eq!(ended.len(), 2);
+        assert!(ended.iter().all(|(_, _, v)| v.is_nan()));
+        assert!(m.samples(9).is_empty());
     }
 }

@@ -47,8 +47,18 @@ pub enum WriteError {
     Invalid { series: String, msg: String },
 }
 
+/// Largest request accepted, compressed and decompressed.
+pub const MAX_BODY: usize = 32 << 20;
+pub const MAX_DECOMPRESSED: usize = 128 << 20;
+
 /// The samples of a request body: (labels with `__name__`, ms, value).
 pub fn decode(body: &[u8]) -> Result<Vec<(Labels, i64, f64)>, WriteError> {
+    let len = snap::raw::decompress_len(body).map_err(|e| WriteError::Snappy(e.to_string()))?;
+    if len > MAX_DECOMPRESSED {
+        return Err(WriteError::Snappy(format!(
+            "decompresses to {len} bytes, more than {MAX_DECOMPRESSED}"
+        )));
+    }
     let raw = snap::raw::Decoder::new()
         .decompress_vec(body)
         .map_err(|e| WriteError::Snappy(e.to_string()))?;

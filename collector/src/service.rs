@@ -311,6 +311,8 @@ impl Collector {
             m.stop();
         }
         drop(self.tailer.lock().unwrap_or_else(|p| p.into_inner()).take());
+        // Counts since the last write, before the store closes.
+        self.write_log_metrics();
         self.stop.store(true, Ordering::Relaxed);
         let handle = self
             .maintenance

@@ -152,18 +152,25 @@ impl GroupState {
     }
 
     /// Takes over `old`'s state (the same group before a reload): each rule
-    /// gets that of the old rule with the same name and kind, matched in
-    /// order among rules of that name. Returns the old rules left over.
+    /// gets that of the old rule with the same name, labels and kind,
+    /// matched in order among such rules. Returns the old rules left over.
     fn carry_over(&mut self, old: &mut GroupState) -> Vec<RuleState> {
-        let mut by_name: HashMap<String, std::collections::VecDeque<RuleState>> = HashMap::new();
+        // As Prometheus's copyState: matched by name and labels (alerts of
+        // one name often differ only by their severity label).
+        type Key = (String, Labels);
+        let key = |k: &RuleKind| -> Key {
+            let labels = match k {
+                RuleKind::Recording { labels, .. } => labels.clone(),
+                RuleKind::Alerting(a) => a.spec.labels.clone(),
+            };
+            (rule_name(k).to_string(), labels)
+        };
+        let mut by_name: HashMap<Key, std::collections::VecDeque<RuleState>> = HashMap::new();
         for r in std::mem::take(&mut old.rules) {
-            by_name
-                .entry(rule_name(&r.kind).to_string())
-                .or_default()
-                .push_back(r);
+            by_name.entry(key(&r.kind)).or_default().push_back(r);
         }
         for rule in &mut self.rules {
-            let Some(queue) = by_name.get_mut(rule_name(&rule.kind)) else {
+            let Some(queue) = by_name.get_mut(&key(&rule.kind)) else {
                 continue;
             };
             let same_kind = queue.front().is_some_and(|o| {

@@ -188,15 +188,22 @@ impl LogStore {
         *self.observer.write().unwrap_or_else(|p| p.into_inner()) = Some(metrics);
     }
 
-    fn observe(&self, records: &[LogRecord]) {
-        if let Some(m) = self
+    /// Log-metric matches of `records` (found before any store lock is taken).
+    #[allow(clippy::type_complexity)]
+    fn matches(
+        &self,
+        records: &[LogRecord],
+    ) -> Option<(
+        Arc<crate::logmetrics::LogMetrics>,
+        Vec<crate::relabel::Labels>,
+    )> {
+        let m = self
             .observer
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-        {
-            m.observe(records);
-        }
+            .clone()?;
+        let hits = m.matches(records);
+        Some((m, hits))
     }
 
     /// Opens `dir` (created): sets damaged parts aside, drops WAL segments a
@@ -269,9 +276,12 @@ impl LogStore {
             })
             .collect();
         let refs: Vec<&[u8]> = encoded.iter().map(Vec::as_slice).collect();
+        let hits = self.matches(&records);
         let _gate = self.gate.read().unwrap_or_else(|p| p.into_inner());
         self.wal.append(&refs)?;
-        self.observe(&records);
+        if let Some((m, hits)) = hits {
+            m.count(hits);
+        }
         self.head
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -289,9 +299,12 @@ impl LogStore {
         let mut b =
             Vec::with_capacity(64 + records.iter().map(|r| 96 + r.message.len()).sum::<usize>());
         WalEntry::encode_tailed(&checkpoint, &records, &mut b);
+        let hits = self.matches(&records);
         let _gate = self.gate.read().unwrap_or_else(|p| p.into_inner());
         self.wal.append(&[&b])?;
-        self.observe(&records);
+        if let Some((m, hits)) = hits {
+            m.count(hits);
+        }
         self.head
             .write()
             .unwrap_or_else(|p| p.into_inner())
