@@ -353,8 +353,12 @@ fn alerts_reach_alertmanager_and_webhooks_and_survive_a_restart() {
             .unwrap();
         assert!(status.success());
     }
+    // It may fire before the last lines arrive: wait for the count of all.
     wait_until("LoginFailures firing", Duration::from_secs(30), || {
         alert_state(&svc, "LoginFailures") == "firing"
+            && api(&svc, "/api/v1/alerts")
+                .to_string()
+                .contains("7 failed logins")
     });
     let alerts = api(&svc, "/api/v1/alerts");
     let login: Vec<&Value> = alerts["data"]["alerts"]
