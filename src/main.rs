@@ -611,7 +611,7 @@ fn run_all(args: cli::RunArgs) -> Result<()> {
     )?;
     {
         let (path, rules) = (config_path.clone(), rules.clone());
-        collector.on_reload(Box::new(move || reload_rules(&path, &rules)));
+        collector.on_reload(Box::new(move |config| reload_rules(config, &path, &rules)));
     }
     let svc = api::QueryService::new(
         metrics,
@@ -651,21 +651,18 @@ fn run_all(args: cli::RunArgs) -> Result<()> {
     Ok(())
 }
 
-/// Reloads the rule files the configuration names now; on any error the
-/// running rules stay. Notifier settings (`alerting:`) need a restart.
-fn reload_rules(config_path: &std::path::Path, rules: &carbonio_query::rules::Manager) {
-    let loaded = carbonio_collector::config::Config::load(config_path)
-        .map_err(anyhow::Error::from)
-        .and_then(|(config, _)| {
-            let base = config_path.parent().unwrap_or(std::path::Path::new("."));
-            Ok(carbonio_query::rules::file::load_patterns(
-                base,
-                &config.rule_files,
-            )?)
-        });
-    match loaded {
+/// Reloads the rule files `config` (just loaded by the collector's reload)
+/// names; on any error the running rules stay. Notifier settings
+/// (`alerting:`) need a restart.
+fn reload_rules(
+    config: &carbonio_collector::config::Config,
+    config_path: &std::path::Path,
+    rules: &carbonio_query::rules::Manager,
+) {
+    let base = config_path.parent().unwrap_or(std::path::Path::new("."));
+    match carbonio_query::rules::file::load_patterns(base, &config.rule_files) {
         Ok(groups) => rules.reload(groups),
-        Err(e) => tracing::error!(error = %format!("{e:#}"), "rules not reloaded"),
+        Err(e) => tracing::error!(error = %e, "rules not reloaded"),
     }
 }
 

@@ -8,6 +8,7 @@
 use crate::ingest::Targets;
 use crate::{clock_ticks, cpu_ticks, free_port, rss_kib};
 use anyhow::{bail, Context, Result};
+use base64::Engine as _;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -151,7 +152,7 @@ fn start(name: &'static str, binary: &Path, dir: &Path, config: &str, run: usize
             .env("CARBONIO_MONITOR_ADMIN_PASSWORD", PASSWORD);
         Some(format!(
             "Basic {}",
-            base64(format!("admin:{PASSWORD}").as_bytes())
+            base64::engine::general_purpose::STANDARD.encode(format!("admin:{PASSWORD}"))
         ))
     };
     let child = cmd
@@ -165,27 +166,6 @@ fn start(name: &'static str, binary: &Path, dir: &Path, config: &str, run: usize
         base: format!("http://127.0.0.1:{port}"),
         auth,
     })
-}
-
-fn base64(bytes: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(A[(n >> (18 - 6 * i)) as usize & 63] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 /// What one tool measured.

@@ -102,21 +102,20 @@ impl PartialEq for Glob {
     }
 }
 
+impl Glob {
+    /// The whole text must match; no escapes.
+    pub fn new(pattern: &str) -> Result<Glob, regex::Error> {
+        let re = regex::escape(pattern)
+            .replace("\\*", ".*")
+            .replace("\\?", ".");
+        regex::Regex::new(&format!("^{re}$")).map(Glob)
+    }
+}
+
 impl<'de> Deserialize<'de> for Glob {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        let mut re = String::from("^");
-        for c in s.chars() {
-            match c {
-                '*' => re.push_str(".*"),
-                '?' => re.push('.'),
-                c => re.push_str(&regex::escape(&c.to_string())),
-            }
-        }
-        re.push('$');
-        regex::Regex::new(&re)
-            .map(Glob)
-            .map_err(|e| serde::de::Error::custom(format!("bad glob: {e}")))
+        Glob::new(&s).map_err(|e| serde::de::Error::custom(format!("bad glob: {e}")))
     }
 }
 

@@ -90,11 +90,7 @@ pub fn expand_pattern(pattern: &str) -> Vec<PathBuf> {
             Vec::new()
         };
     }
-    let re = format!(
-        "^{}$",
-        regex::escape(name).replace("\\*", ".*").replace("\\?", ".")
-    );
-    let Ok(re) = regex::Regex::new(&re) else {
+    let Ok(crate::config::Glob(re)) = crate::config::Glob::new(name) else {
         return Vec::new();
     };
     let mut out: Vec<PathBuf> = std::fs::read_dir(dir)

@@ -113,11 +113,6 @@ impl LogMetrics {
         }
     }
 
-    /// Counts the lines each definition matches.
-    pub fn observe(&self, records: &[LogRecord]) {
-        self.count(self.matches(records));
-    }
-
     /// What to write at `ts_ms`: every counter's value, a 0 just before
     /// each new series' first value, a staleness marker for each ended one.
     pub fn samples(&self, ts_ms: i64) -> Vec<(Labels, i64, f64)> {
@@ -200,13 +195,13 @@ mod tests {
         let m = LogMetrics::new(vec![metric(
             "name: mail_total\napp: 'postfix/*'\nregex: 'status=(?P<status>[a-z]+)'\nby: [host]\nlabels: {role: mta}\n",
         )]);
-        m.observe(&[
+        m.count(m.matches(&[
             line("postfix/smtp", "to=<a@b>, status=sent (ok)"),
             line("postfix/lmtp", "to=<c@d>, status=sent (ok)"),
             line("postfix/smtp", "to=<e@f>, status=bounced (550)"),
             line("amavis", "status=sent but not postfix"),
             line("postfix/smtpd", "connect from x"),
-        ]);
+        ]));
         // The first write: a 0 just before each new series' first value.
         let first = m.samples(5);
         assert_eq!(

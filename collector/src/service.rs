@@ -75,8 +75,9 @@ pub struct Collector {
     log_metrics_interval: Mutex<Duration>,
 }
 
-/// Work done after a configuration reload; it reports its own errors.
-pub type ReloadHook = Box<dyn Fn() + Send + Sync>;
+/// Work done after a configuration reload, given the configuration just
+/// loaded; it reports its own errors.
+pub type ReloadHook = Box<dyn Fn(&Config) + Send + Sync>;
 
 struct Running {
     text: String,
@@ -197,7 +198,7 @@ impl Collector {
             .log_metrics_interval
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = config.global.scrape_interval.0;
-        self.restart_tailer_if_changed(config.tail);
+        self.restart_tailer_if_changed(config.tail.clone());
         if config.syslog != self.syslog_config {
             tracing::warn!(
                 "the syslog section changed: its listeners keep their settings until a restart"
@@ -210,7 +211,7 @@ impl Collector {
             .unwrap_or_else(|p| p.into_inner())
             .iter()
         {
-            hook();
+            hook(&config);
         }
         Ok(())
     }

@@ -36,6 +36,25 @@ pub fn client_config(ca: &Path) -> Result<Arc<rustls::ClientConfig>, CaFileError
     Ok(Arc::new(cfg))
 }
 
+/// Every PEM certificate in `path` (at least one).
+pub fn read_certs(path: &Path) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, String> {
+    let data = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let certs: Result<Vec<_>, _> = rustls_pemfile::certs(&mut data.as_slice()).collect();
+    let certs = certs.map_err(|e| format!("{}: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{}: no PEM certificate found", path.display()));
+    }
+    Ok(certs)
+}
+
+/// The first PEM private key in `path`.
+pub fn read_key(path: &Path) -> Result<rustls::pki_types::PrivateKeyDer<'static>, String> {
+    let data = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    rustls_pemfile::private_key(&mut data.as_slice())
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .ok_or_else(|| format!("{}: no PEM private key found", path.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

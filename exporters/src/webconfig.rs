@@ -132,8 +132,8 @@ impl WebConfig {
             path: path.to_path_buf(),
             msg,
         };
-        let certs = read_certs(&tls.cert_file).map_err(&invalid)?;
-        let key = read_key(&tls.key_file).map_err(&invalid)?;
+        let certs = crate::tls::read_certs(&tls.cert_file).map_err(&invalid)?;
+        let key = crate::tls::read_key(&tls.key_file).map_err(&invalid)?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let versions: Vec<&'static rustls::SupportedProtocolVersion> = [
             (TlsVersion::TLS12, &rustls::version::TLS12),
@@ -152,7 +152,7 @@ impl WebConfig {
             (ClientAuth::NoClientCert, _) | (_, None) => builder.with_no_client_auth(),
             (mode, Some(ca)) => {
                 let mut roots = rustls::RootCertStore::empty();
-                for c in read_certs(ca).map_err(&invalid)? {
+                for c in crate::tls::read_certs(ca).map_err(&invalid)? {
                     roots
                         .add(c)
                         .map_err(|e| invalid(format!("{}: {e}", ca.display())))?;
@@ -178,23 +178,6 @@ impl WebConfig {
         cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Some(Arc::new(cfg)))
     }
-}
-
-fn read_certs(path: &Path) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, String> {
-    let data = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let certs: Result<Vec<_>, _> = rustls_pemfile::certs(&mut data.as_slice()).collect();
-    let certs = certs.map_err(|e| format!("{}: {e}", path.display()))?;
-    if certs.is_empty() {
-        return Err(format!("{}: no PEM certificate found", path.display()));
-    }
-    Ok(certs)
-}
-
-fn read_key(path: &Path) -> Result<rustls::pki_types::PrivateKeyDer<'static>, String> {
-    let data = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    rustls_pemfile::private_key(&mut data.as_slice())
-        .map_err(|e| format!("{}: {e}", path.display()))?
-        .ok_or_else(|| format!("{}: no PEM private key found", path.display()))
 }
 
 #[cfg(test)]

@@ -6,8 +6,7 @@
 //! this machine and a process named like mailboxd.
 
 use crate::harness::{
-    free_port, ldap_add, nginx, ours, postgres, require, slapd_with, LdapRole, Service,
-    LDAP_ADMIN_DN, LDAP_ADMIN_PW, OURS,
+    free_port, ldap_add, nginx, ours, postgres, require, slapd_with, LdapRole, Service, OURS,
 };
 use crate::promql_compat::percent_encode;
 use serde_json::Value;
@@ -270,16 +269,7 @@ fn every_panel_shows_data_from_the_real_exporters() {
     let provider = slapd_with(LdapRole::Provider);
     ldap_add(&provider, "dn: dc=carbonio,dc=test\nobjectClass: dcObject\nobjectClass: organization\ndc: carbonio\no: Carbonio\n");
     let consumer = slapd_with(LdapRole::ConsumerOf(provider.port));
-    let ldap = ours(
-        "ldap",
-        &[
-            &format!("--ldap.addr=127.0.0.1:{}", provider.port),
-            &format!("--ldap.consumer=127.0.0.1:{}", consumer.port),
-            "--ldap.replication-object=dc=carbonio,dc=test",
-            &format!("--ldap.user={LDAP_ADMIN_DN}"),
-            &format!("--ldap.password={LDAP_ADMIN_PW}"),
-        ],
-    );
+    let ldap = crate::ldap::replication_exporter(&provider, &consumer);
     let web = nginx();
     let nginx_exporter = ours(
         "nginx",

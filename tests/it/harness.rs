@@ -844,9 +844,7 @@ pub fn sighup(svc: &Service) {
     assert!(status.success(), "kill -HUP {pid}");
 }
 
-/// A test PKI in `dir` and an exporter-toolkit web config (`dir/web.yml`)
-/// serving TLS that requires a client certificate from the same CA.
-/// Returns (web config, CA, client certificate, client key).
+/// What `mutual_tls` made.
 pub struct MutualTls {
     pub web_config: PathBuf,
     pub ca: PathBuf,
@@ -854,6 +852,8 @@ pub struct MutualTls {
     pub client_key: PathBuf,
 }
 
+/// A test PKI in `dir` and an exporter-toolkit web config (`dir/web.yml`)
+/// serving TLS that requires a client certificate from the same CA.
 pub fn mutual_tls(dir: &Path) -> MutualTls {
     let (ca, cert, key) = test_pki(dir);
     let (client_cert, client_key) = test_client_cert(dir, "/CN=client");

@@ -186,16 +186,7 @@ fn replication_csn_and_consumer_lag() {
                 .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("contextCSN:"))
         },
     );
-    let ours = ours(
-        "ldap",
-        &[
-            &format!("--ldap.addr=127.0.0.1:{}", provider.port),
-            &format!("--ldap.consumer=127.0.0.1:{}", consumer.port),
-            "--ldap.replication-object=dc=carbonio,dc=test",
-            &format!("--ldap.user={LDAP_ADMIN_DN}"),
-            &format!("--ldap.password={LDAP_ADMIN_PW}"),
-        ],
-    );
+    let ours = replication_exporter(&provider, &consumer);
     let fams = scrape(&ours);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -275,4 +266,22 @@ fn starttls_and_ldaps_with_a_ca_file() {
     assert_eq!(up(&[&ldaps, &ca_flag]), Some(1.0), "ldaps");
     // The server's certificate is not trusted without the CA file: a clear failure.
     assert_eq!(up(&[&ldaps]), Some(0.0), "untrusted certificate");
+}
+
+/// Our LDAP exporter on `provider`, comparing `consumer`'s contextCSN for
+/// the test suffix.
+pub fn replication_exporter(
+    provider: &harness::Service,
+    consumer: &harness::Service,
+) -> harness::Service {
+    ours(
+        "ldap",
+        &[
+            &format!("--ldap.addr=127.0.0.1:{}", provider.port),
+            &format!("--ldap.consumer=127.0.0.1:{}", consumer.port),
+            "--ldap.replication-object=dc=carbonio,dc=test",
+            &format!("--ldap.user={LDAP_ADMIN_DN}"),
+            &format!("--ldap.password={LDAP_ADMIN_PW}"),
+        ],
+    )
 }

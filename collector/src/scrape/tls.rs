@@ -3,12 +3,12 @@
 //! for verification, `insecure_skip_verify`, `min_version`.
 
 use crate::config::TlsConfig;
+use carbonio_exporters::tls::{read_certs, read_key};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
-use std::path::Path;
 use std::sync::Arc;
 
 pub fn client_config(t: &TlsConfig) -> Result<Arc<rustls::ClientConfig>, String> {
@@ -16,7 +16,7 @@ pub fn client_config(t: &TlsConfig) -> Result<Arc<rustls::ClientConfig>, String>
     let mut roots = rustls::RootCertStore::empty();
     match &t.ca_file {
         Some(ca) => {
-            for cert in read_certs(ca)? {
+            for cert in read_certs(ca).map_err(|e| format!("ca_file {e}"))? {
                 roots
                     .add(cert)
                     .map_err(|e| format!("ca_file {}: {e}", ca.display()))?;
@@ -53,12 +53,8 @@ pub fn client_config(t: &TlsConfig) -> Result<Arc<rustls::ClientConfig>, String>
         .with_custom_certificate_verifier(Arc::new(verifier));
     let config = match (&t.cert_file, &t.key_file) {
         (Some(cert), Some(key)) => {
-            let certs = read_certs(cert)?;
-            let data =
-                std::fs::read(key).map_err(|e| format!("key_file {}: {e}", key.display()))?;
-            let key_der = rustls_pemfile::private_key(&mut data.as_slice())
-                .map_err(|e| format!("key_file {}: {e}", key.display()))?
-                .ok_or_else(|| format!("key_file {}: no private key", key.display()))?;
+            let certs = read_certs(cert).map_err(|e| format!("cert_file {e}"))?;
+            let key_der = read_key(key).map_err(|e| format!("key_file {e}"))?;
             builder
                 .with_client_auth_cert(certs, key_der)
                 .map_err(|e| format!("cert_file {}: {e}", cert.display()))?
@@ -67,17 +63,6 @@ pub fn client_config(t: &TlsConfig) -> Result<Arc<rustls::ClientConfig>, String>
         _ => return Err("tls_config: cert_file and key_file go together".into()),
     };
     Ok(Arc::new(config))
-}
-
-fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let data = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let certs = rustls_pemfile::certs(&mut data.as_slice())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    if certs.is_empty() {
-        return Err(format!("{}: no PEM certificate found", path.display()));
-    }
-    Ok(certs)
 }
 
 /// WebPKI verification against the configured `server_name` when given;

@@ -188,22 +188,25 @@ impl LogStore {
         *self.observer.write().unwrap_or_else(|p| p.into_inner()) = Some(metrics);
     }
 
-    /// Log-metric matches of `records` (found before any store lock is taken).
-    #[allow(clippy::type_complexity)]
-    fn matches(
-        &self,
-        records: &[LogRecord],
-    ) -> Option<(
-        Arc<crate::logmetrics::LogMetrics>,
-        Vec<crate::relabel::Labels>,
-    )> {
-        let m = self
-            .observer
+    fn log_metrics(&self) -> Option<Arc<crate::logmetrics::LogMetrics>> {
+        self.observer
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .clone()?;
-        let hits = m.matches(records);
-        Some((m, hits))
+            .clone()
+    }
+
+    /// Log-metric matches of `records`, found before any store lock is taken.
+    fn matches(&self, records: &[LogRecord]) -> Vec<crate::relabel::Labels> {
+        self.log_metrics()
+            .map(|m| m.matches(records))
+            .unwrap_or_default()
+    }
+
+    /// Counts `hits` once their lines are acknowledged.
+    fn count(&self, hits: Vec<crate::relabel::Labels>) {
+        if let Some(m) = self.log_metrics() {
+            m.count(hits);
+        }
     }
 
     /// Opens `dir` (created): sets damaged parts aside, drops WAL segments a
@@ -279,9 +282,7 @@ impl LogStore {
         let hits = self.matches(&records);
         let _gate = self.gate.read().unwrap_or_else(|p| p.into_inner());
         self.wal.append(&refs)?;
-        if let Some((m, hits)) = hits {
-            m.count(hits);
-        }
+        self.count(hits);
         self.head
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -302,9 +303,7 @@ impl LogStore {
         let hits = self.matches(&records);
         let _gate = self.gate.read().unwrap_or_else(|p| p.into_inner());
         self.wal.append(&[&b])?;
-        if let Some((m, hits)) = hits {
-            m.count(hits);
-        }
+        self.count(hits);
         self.head
             .write()
             .unwrap_or_else(|p| p.into_inner())
