@@ -43,7 +43,7 @@ pub enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
-    /// Import OpenMetrics backfill (legacy zmstat CSV: not built yet).
+    /// Import OpenMetrics backfill or the legacy Logger's zmstat CSV files.
     #[command(subcommand)]
     Import(ImportCommand),
     /// The built-in Carbonio dashboards (Grafana dashboard JSON).
@@ -69,8 +69,23 @@ pub enum ImportCommand {
         #[arg(long, default_value = "data")]
         data: PathBuf,
     },
-    /// Legacy Carbonio Logger zmstat CSV files. Not built yet.
-    Zmstat,
+    /// Load a zmstat directory (today's *.csv and YYYY-MM-DD/*.csv.gz of the deprecated Logger) as zmstat_<file>_<column> metrics. Re-runs add nothing. The collector must not be running on --data.
+    Zmstat {
+        /// The zmstat directory (/opt/zextras/zmstat, /opt/zimbra/zmstat, or a copy).
+        dir: PathBuf,
+        /// Data directory to write into.
+        #[arg(long, default_value = "data")]
+        data: PathBuf,
+        /// The `host` label: the node the files come from (default: this machine's name).
+        #[arg(long)]
+        host: Option<String>,
+        /// IANA zone the zone-less timestamps were written in (default: this machine's, from /etc/timezone or TZ, else UTC).
+        #[arg(long)]
+        timezone: Option<String>,
+        /// After the import, follow the directory and store new rows as they are written, until SIGTERM or Ctrl-C.
+        #[arg(long)]
+        watch: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -3,7 +3,7 @@
 mod cli;
 mod dashboards;
 
-use anyhow::{Context, Result};
+use anyhow::{anyhow, Context, Result};
 use carbonio_exporters::{ldap, mesh, nginx, node, postgres, process, serve};
 use clap::Parser;
 use cli::{
@@ -73,18 +73,16 @@ fn run(cli: Cli) -> Result<()> {
         Command::Import(cli::ImportCommand::Openmetrics { file, data }) => {
             import_openmetrics(&file, &data)
         }
-        Command::Import(cli::ImportCommand::Zmstat) => not_built("import zmstat", 10),
+        Command::Import(cli::ImportCommand::Zmstat {
+            dir,
+            data,
+            host,
+            timezone,
+            watch,
+        }) => import_zmstat(&dir, &data, host, timezone, watch),
         Command::Dashboards(cli::DashboardsCommand::Export { dir }) => dashboards::export(&dir),
         Command::Debug(cmd) => debug(cmd),
     }
-}
-
-fn not_built(what: &str, issue: u32) -> Result<()> {
-    Err(carbonio_collector::NotBuilt {
-        what: what.to_string(),
-        issue,
-    }
-    .into())
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -829,6 +827,100 @@ fn watch_file(
             }
         }
     });
+}
+
+fn import_zmstat(
+    dir: &std::path::Path,
+    data: &std::path::Path,
+    host: Option<String>,
+    timezone: Option<String>,
+    watch: bool,
+) -> Result<()> {
+    use carbonio_collector::zmstat::import::{self, Importer, Target};
+    let host = match host {
+        Some(h) => h,
+        None => std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .context("reading this machine's name; give --host")?
+            .trim()
+            .to_string(),
+    };
+    let zone = timezone.unwrap_or_else(local_zone_name);
+    let tz: chrono_tz::Tz = zone
+        .parse()
+        .map_err(|_| anyhow!("unknown timezone {zone:?} (use an IANA name such as Europe/Rome)"))?;
+    let (store, _) = carbonio_collector::store::Store::open(data)?;
+    let target = if watch { Target::Head } else { Target::Blocks };
+    let mut importer = Importer::new(&store, data, &host, tz, target)?;
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} files {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let started = std::time::Instant::now();
+    import::import_dir(&mut importer, dir, |done, all| {
+        bar.set_length(all as u64);
+        bar.set_position(done as u64);
+    })
+    .with_context(|| format!("importing {}", dir.display()))?;
+    bar.finish_and_clear();
+    print_zmstat_report(importer.report(), &host, &zone, started.elapsed());
+    if watch {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let rt = runtime()?;
+        let flag = stop.clone();
+        rt.spawn(async move {
+            shutdown_signal().await;
+            flag.store(true, std::sync::atomic::Ordering::Relaxed);
+        });
+        println!("following {} (Ctrl-C to stop)", dir.display());
+        import::watch(&mut importer, dir, std::time::Duration::from_secs(2), &stop)?;
+        store.flush()?;
+        print_zmstat_report(importer.report(), &host, &zone, started.elapsed());
+    }
+    Ok(())
+}
+
+fn print_zmstat_report(
+    r: &carbonio_collector::zmstat::import::Report,
+    host: &str,
+    zone: &str,
+    took: std::time::Duration,
+) {
+    println!(
+        "host {host}, timezone {zone}: {} files, {} rows imported ({} samples, {} series, {} blocks) in {:.1} s ({:.0} rows/s); {} rows skipped",
+        r.files,
+        r.rows,
+        r.samples,
+        r.series,
+        r.blocks,
+        took.as_secs_f64(),
+        r.rows as f64 / took.as_secs_f64().max(1e-9),
+        r.skipped_rows()
+    );
+    for (skip, n) in &r.skipped {
+        println!("  skipped {n} rows: {}", skip.reason());
+    }
+    if r.empty_cells + r.bad_cells > 0 {
+        println!(
+            "  {} empty cells, {} non-numeric cells left out",
+            r.empty_cells, r.bad_cells
+        );
+    }
+}
+
+/// This machine's zone name: TZ, then /etc/timezone, then UTC.
+fn local_zone_name() -> String {
+    std::env::var("TZ")
+        .ok()
+        .map(|z| z.trim_start_matches(':').to_string())
+        .filter(|z| !z.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/timezone")
+                .ok()
+                .map(|z| z.trim().to_string())
+        })
+        .filter(|z| !z.is_empty())
+        .unwrap_or_else(|| "UTC".to_string())
 }
 
 fn import_openmetrics(file: &std::path::Path, data: &std::path::Path) -> Result<()> {

@@ -15,6 +15,7 @@ mod logsearch;
 mod promql;
 mod rules;
 mod services;
+mod zmstat;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -185,6 +186,21 @@ enum Cmd {
         #[arg(long)]
         work: Option<PathBuf>,
     },
+    /// Import rate of a year of generated zmstat files, and our import of its first days next to promtool's backfill of the same samples.
+    ZmstatImport {
+        /// Days of zmstat files to generate and import.
+        #[arg(long, default_value_t = 365)]
+        days: usize,
+        /// Days also converted to OpenMetrics and backfilled with promtool.
+        #[arg(long, default_value_t = 7)]
+        compare_days: usize,
+        /// Where the generated files (kept and reused) and the stores go.
+        #[arg(long, default_value = "target/bench-zmstat")]
+        work: PathBuf,
+        /// Our binary [default: $CARGO_TARGET_DIR or <workspace>/target, then release/carbonio-monitor].
+        #[arg(long)]
+        binary: Option<PathBuf>,
+    },
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -265,6 +281,19 @@ fn main() -> Result<()> {
                 interval,
                 seconds,
                 warmup,
+            },
+        ),
+        Cmd::ZmstatImport {
+            days,
+            compare_days,
+            work,
+            binary,
+        } => zmstat::run(
+            &release_binary(binary),
+            &zmstat::Options {
+                days,
+                compare_days,
+                work,
             },
         ),
         Cmd::Promql {

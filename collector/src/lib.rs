@@ -27,11 +27,4 @@ pub mod store;
 pub mod syslog;
 pub mod tail;
 pub mod watch;
-
-/// Names the issue that builds a part not available in this version.
-#[derive(Debug, thiserror::Error)]
-#[error("{what} is not built yet in this version (tracked in issue #{issue})")]
-pub struct NotBuilt {
-    pub what: String,
-    pub issue: u32,
-}
+pub mod zmstat;

@@ -104,6 +104,7 @@ impl Collector {
             config.log_metrics.clone(),
         ));
         logs.observe_with(log_metrics.clone());
+        logs.stream_zmstat_to(Arc::new(crate::zmstat::stream::Stream::new(store.clone())));
         let syslog_stats = Arc::new(SyslogStats::default());
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)

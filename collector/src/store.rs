@@ -668,10 +668,14 @@ impl Store {
         let tmp = blocks.join(format!(".tmp{suffix}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&tmp);
         let meta = block::write_block(&tmp, series, samples, block::Encodings::default())?;
-        let final_dir = blocks.join(format!(
-            "{:020}-{:020}{suffix}",
-            meta.min_time, meta.max_time
-        ));
+        // Two backfills can cover the same span: the later one gets a number.
+        let name = format!("{:020}-{:020}{suffix}", meta.min_time, meta.max_time);
+        let mut final_dir = blocks.join(&name);
+        let mut n = 1;
+        while final_dir.exists() {
+            final_dir = blocks.join(format!("{name}{n}"));
+            n += 1;
+        }
         let io = |source| BlockError::Io {
             path: final_dir.clone(),
             source,

@@ -14,5 +14,3 @@ pub mod rules;
 pub mod source;
 #[cfg(feature = "sql")]
 pub mod sql;
-
-pub use carbonio_collector::NotBuilt;

@@ -325,6 +325,11 @@ fn shipped_log_rules_fire_from_real_log_lines() {
             "21 failed logins from 203.0.113.9 on mbox1 in 10 minutes",
         ),
         (
+            "LoginFailuresFromAddressForAccount",
+            json!({"ip": "203.0.113.9", "account": "admin@example.com"}),
+            "16 failed logins for admin@example.com from 203.0.113.9 in 10 minutes",
+        ),
+        (
             "LoginFailuresForAccount",
             json!({"account": "admin@example.com"}),
             "19 failed logins for admin@example.com in 10 minutes",

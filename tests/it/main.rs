@@ -29,3 +29,4 @@ mod services;
 mod serving;
 mod syslog;
 mod tail;
+mod zmstat;

@@ -180,12 +180,26 @@ pub struct LogStore {
     maintenance: std::sync::Mutex<()>,
     /// Counts acknowledged lines into log-derived metrics.
     observer: RwLock<Option<Arc<crate::logmetrics::LogMetrics>>>,
+    /// Turns acknowledged zmstat rows (ident `zimbramon`) into metrics.
+    zmstat: RwLock<Option<Arc<crate::zmstat::stream::Stream>>>,
+}
+
+/// What observers take from lines, found before any store lock is taken
+/// and delivered once the lines are acknowledged.
+struct Seen {
+    hits: Vec<crate::relabel::Labels>,
+    stats: Vec<crate::zmstat::stream::StatLine>,
 }
 
 impl LogStore {
     /// Every line acknowledged from now on is also counted by `metrics`.
     pub fn observe_with(&self, metrics: Arc<crate::logmetrics::LogMetrics>) {
         *self.observer.write().unwrap_or_else(|p| p.into_inner()) = Some(metrics);
+    }
+
+    /// zmstat rows acknowledged from now on also go to `stream`.
+    pub fn stream_zmstat_to(&self, stream: Arc<crate::zmstat::stream::Stream>) {
+        *self.zmstat.write().unwrap_or_else(|p| p.into_inner()) = Some(stream);
     }
 
     fn log_metrics(&self) -> Option<Arc<crate::logmetrics::LogMetrics>> {
@@ -195,17 +209,41 @@ impl LogStore {
             .clone()
     }
 
-    /// Log-metric matches of `records`, found before any store lock is taken.
-    fn matches(&self, records: &[LogRecord]) -> Vec<crate::relabel::Labels> {
-        self.log_metrics()
-            .map(|m| m.matches(records))
-            .unwrap_or_default()
+    fn zmstat_stream(&self) -> Option<Arc<crate::zmstat::stream::Stream>> {
+        self.zmstat
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
-    /// Counts `hits` once their lines are acknowledged.
-    fn count(&self, hits: Vec<crate::relabel::Labels>) {
+    fn observe(&self, records: &[LogRecord]) -> Seen {
+        Seen {
+            hits: self
+                .log_metrics()
+                .map(|m| m.matches(records))
+                .unwrap_or_default(),
+            stats: match self.zmstat_stream() {
+                Some(_) => crate::zmstat::stream::Stream::pick(records),
+                None => Vec::new(),
+            },
+        }
+    }
+
+    /// Counts log-metric hits once their lines are acknowledged.
+    fn count(&self, seen: &mut Seen) {
         if let Some(m) = self.log_metrics() {
-            m.count(hits);
+            m.count(std::mem::take(&mut seen.hits));
+        }
+    }
+
+    /// Feeds zmstat rows once their lines are acknowledged, outside the
+    /// store's locks (it writes the metric store).
+    fn deliver_stats(&self, seen: Seen) {
+        if seen.stats.is_empty() {
+            return;
+        }
+        if let Some(z) = self.zmstat_stream() {
+            z.feed(seen.stats);
         }
     }
 
@@ -259,6 +297,7 @@ impl LogStore {
                 gate: RwLock::new(()),
                 maintenance: std::sync::Mutex::new(()),
                 observer: RwLock::new(None),
+                zmstat: RwLock::new(None),
             },
             report,
         ))
@@ -279,14 +318,16 @@ impl LogStore {
             })
             .collect();
         let refs: Vec<&[u8]> = encoded.iter().map(Vec::as_slice).collect();
-        let hits = self.matches(&records);
-        let _gate = self.gate.read().unwrap_or_else(|p| p.into_inner());
+        let mut seen = self.observe(&records);
+        let gate = self.gate.read().unwrap_or_else(|p| p.into_inner());
         self.wal.append(&refs)?;
-        self.count(hits);
+        self.count(&mut seen);
         self.head
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .extend(records);
+        drop(gate);
+        self.deliver_stats(seen);
         Ok(())
     }
 
@@ -300,10 +341,10 @@ impl LogStore {
         let mut b =
             Vec::with_capacity(64 + records.iter().map(|r| 96 + r.message.len()).sum::<usize>());
         WalEntry::encode_tailed(&checkpoint, &records, &mut b);
-        let hits = self.matches(&records);
-        let _gate = self.gate.read().unwrap_or_else(|p| p.into_inner());
+        let mut seen = self.observe(&records);
+        let gate = self.gate.read().unwrap_or_else(|p| p.into_inner());
         self.wal.append(&[&b])?;
-        self.count(hits);
+        self.count(&mut seen);
         self.head
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -312,6 +353,8 @@ impl LogStore {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(checkpoint.file, checkpoint);
+        drop(gate);
+        self.deliver_stats(seen);
         Ok(())
     }
 

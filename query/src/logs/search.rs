@@ -286,12 +286,21 @@ impl LogSearch {
             let sd = sd.as_string::<i32>();
             for row in 0..b.num_rows() {
                 // The message first; then structured data, where parsed
-                // formats keep their context (audit.log's `oip`).
-                let Some(caps) = re
-                    .captures(messages.value(row))
-                    .or_else(|| re.captures(sd.value(row)))
-                else {
-                    continue;
+                // formats keep their context (audit.log's `oip`); then both,
+                // for captures from each (an address and an account).
+                let message = messages.value(row);
+                let data = sd.value(row);
+                let both;
+                let caps = match re.captures(message).or_else(|| re.captures(data)) {
+                    Some(c) => c,
+                    None if data.is_empty() => continue,
+                    None => {
+                        both = format!("{data} {message}");
+                        match re.captures(&both) {
+                            Some(c) => c,
+                            None => continue,
+                        }
+                    }
                 };
                 let mut key = text_row(&b, fields, row);
                 for name in &names {
