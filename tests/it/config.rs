@@ -220,6 +220,40 @@ fn check_config_agrees_with_promtool() {
     }
 }
 
+/// The shipped Consul examples pass our check. (Debian's Prometheus is
+/// built without Consul discovery: its promtool refuses
+/// `consul_sd_configs`, so it cannot be the judge here.)
+#[test]
+fn shipped_consul_examples_are_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["consul-sd.yml", "carbonio-native.yml"] {
+        let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("deploy/examples")
+            .join(name);
+        let ours = Command::new(OURS)
+            .arg("check-config")
+            .arg(&example)
+            .output()
+            .unwrap();
+        assert!(
+            ours.status.success(),
+            "ours on {name}: {}",
+            String::from_utf8_lossy(&ours.stderr)
+        );
+        // A broken copy is refused, naming the line.
+        let text = std::fs::read_to_string(&example).unwrap();
+        let broken = dir.path().join(name);
+        std::fs::write(&broken, text.replacen("regex:", "regexp:", 1)).unwrap();
+        let out = Command::new(OURS)
+            .arg("check-config")
+            .arg(&broken)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains("regexp"), "{err}");
+    }
+}
+
 /// One scrape by our scraper and by Prometheus of the same exporter: the same
 /// series (synthetic ones included), negotiated as OpenMetrics by both.
 #[test]
