@@ -656,12 +656,15 @@ pub struct RunArgs {
     /// Data directory (metrics WAL and blocks, logs, users.json).
     #[arg(long, default_value = "data")]
     pub data: PathBuf,
-    /// Address of the API (and, later, the UI); ":PORT": all interfaces.
+    /// Address of the API and the web UI; ":PORT": all interfaces.
     #[arg(long = "web.listen-address", default_value = "127.0.0.1:9090", value_parser = parse_listen)]
     pub listen: String,
     /// Allow reloading the configuration with POST /-/reload (as Prometheus's flag).
     #[arg(long = "web.enable-lifecycle")]
     pub enable_lifecycle: bool,
+    /// exporter-toolkit web config file: `tls_server_config` serves the API and web UI over TLS (session cookies then get `Secure`).
+    #[arg(long = "web.config.file")]
+    pub web_config: Option<PathBuf>,
     #[command(flatten)]
     pub storage: StorageArgs,
 }
@@ -674,12 +677,15 @@ pub struct QueryArgs {
     /// Data directory a collector writes (read only).
     #[arg(long, default_value = "data")]
     pub data: PathBuf,
-    /// Address of the API (":PORT": all interfaces).
+    /// Address of the API and the web UI (":PORT": all interfaces).
     #[arg(long = "web.listen-address", default_value = "127.0.0.1:9090", value_parser = parse_listen)]
     pub listen: String,
     /// How often the data directory is reopened to see new data.
     #[arg(long = "storage.refresh-interval", default_value = "15s", value_parser = parse_duration)]
     pub refresh_interval: std::time::Duration,
+    /// exporter-toolkit web config file: `tls_server_config` serves the API and web UI over TLS (session cookies then get `Secure`).
+    #[arg(long = "web.config.file")]
+    pub web_config: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

@@ -469,6 +469,7 @@ fn query_setup(
         .map(|u| User {
             username: u.username.clone(),
             password_hash: u.password_hash.clone(),
+            role: u.role,
         })
         .collect();
     let tokens = config
@@ -478,10 +479,16 @@ fn query_setup(
         .map(|t| Token {
             name: t.name.clone(),
             sha256: t.sha256.clone(),
+            role: t.role,
         })
         .collect();
     let admin_password = std::env::var("CARBONIO_MONITOR_ADMIN_PASSWORD").ok();
-    let (auth, boot) = Auth::load(data, users, tokens, admin_password.as_deref())?;
+    let (mut auth, boot) = Auth::load(data, users, tokens, admin_password.as_deref())?;
+    auth.sessions
+        .set_idle_timeout(config.auth.session_idle_timeout.0);
+    if let Some(ldap) = &config.auth.ldap {
+        auth.ldap = Some(carbonio_query::auth::ldap::LdapLogin::new(ldap.clone())?);
+    }
     if let Some(p) = boot.generated_password {
         // Printed once, on the terminal only: the data directory keeps the hash.
         println!(
@@ -514,14 +521,38 @@ fn run_query(args: cli::QueryArgs) -> Result<()> {
     )?;
     let log_api = log_api(&config, logs, metrics.clone());
     let svc = api::QueryService::new(metrics, engine, config.query.max_concurrency, text);
+    let tls = web_tls(args.web_config.as_deref())?;
     let app = api::protect(
         api::router(svc.clone())
             .merge(api::standalone_routes(svc))
             .merge(api::logs::routes(log_api))
-            .merge(api::health_routes()),
+            .merge(api::health_routes())
+            .merge(ui_routes(&auth, tls.is_some())?),
         auth,
     );
-    serve_api(&args.listen, app)
+    serve_api(&args.listen, app, tls)
+}
+
+/// The web UI with the built-in dashboards.
+fn ui_routes(auth: &Arc<carbonio_query::auth::Auth>, secure_cookies: bool) -> Result<axum::Router> {
+    let dashboards = dashboards::DASHBOARDS
+        .iter()
+        .map(|(name, text)| serde_json::from_str(text).with_context(|| format!("dashboard {name}")))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(carbonio_query::ui::routes(Arc::new(
+        carbonio_query::ui::Ui {
+            auth: auth.clone(),
+            dashboards,
+            secure_cookies,
+        },
+    )))
+}
+
+/// TLS settings from an exporter-toolkit web config file, if it has them.
+fn web_tls(path: Option<&std::path::Path>) -> Result<Option<Arc<rustls::ServerConfig>>> {
+    let Some(path) = path else { return Ok(None) };
+    let web = carbonio_exporters::webconfig::WebConfig::load(path)?;
+    Ok(web.rustls_config(path)?)
 }
 
 /// Log search and SQL over `logs` and the metrics, with the query limits.
@@ -545,18 +576,39 @@ fn log_api(
 }
 
 /// Serves `app` until SIGTERM or Ctrl-C.
-fn serve_api(listen: &str, app: axum::Router) -> Result<()> {
+fn serve_api(
+    listen: &str,
+    app: axum::Router,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> Result<()> {
     let rt = runtime()?;
     rt.block_on(async {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("listening on {listen}"))?;
-        tracing::info!(address = %listen, "query API listening");
+        tracing::info!(address = %listen, tls = tls.is_some(), "query API listening");
         tokio::select! {
-            r = axum::serve(listener, app) => r.context("HTTP listener failed"),
+            r = serve_http(listener, app, tls) => r,
             _ = shutdown_signal() => Ok(()),
         }
     })
+}
+
+/// Plain HTTP, or TLS when configured.
+async fn serve_http(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> Result<()> {
+    match tls {
+        Some(cfg) => {
+            carbonio_exporters::serve::serve_tls(listener, app, cfg).await;
+            Ok(())
+        }
+        None => axum::serve(listener, app)
+            .await
+            .context("HTTP listener failed"),
+    }
 }
 
 /// Collector and query service in one process.
@@ -617,6 +669,7 @@ fn run_all(args: cli::RunArgs) -> Result<()> {
         config.query.max_concurrency,
         collector.config_text(),
     );
+    let tls = web_tls(args.web_config.as_deref())?;
     let app = api::protect(
         api::router(svc)
             .merge(api::logs::routes(log_api))
@@ -624,15 +677,16 @@ fn run_all(args: cli::RunArgs) -> Result<()> {
             .merge(carbonio_collector::http::router(
                 collector.clone(),
                 args.enable_lifecycle,
-            )),
+            ))
+            .merge(ui_routes(&auth, tls.is_some())?),
         auth,
     );
     let listener = rt
         .block_on(tokio::net::TcpListener::bind(&args.listen))
         .with_context(|| format!("listening on {}", args.listen))?;
-    tracing::info!(address = %args.listen, "API listening");
+    tracing::info!(address = %args.listen, tls = tls.is_some(), "API and web UI listening");
     rt.spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
+        if let Err(e) = serve_http(listener, app, tls).await {
             tracing::error!(error = %e, "HTTP listener failed");
         }
     });

@@ -289,20 +289,52 @@ fn default_lookback() -> Dur {
 
 /// The `auth:` section: local users with bcrypt hashes and API tokens
 /// stored as hex SHA-256 (`echo -n TOKEN | sha256sum`).
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthConfig {
     #[serde(default)]
     pub users: Vec<UserConfig>,
     #[serde(default)]
     pub tokens: Vec<TokenConfig>,
+    /// Web UI logins against Carbonio's directory (simple bind).
+    pub ldap: Option<LdapAuthConfig>,
+    /// How long a web UI session lives without a request.
+    #[serde(default = "default_session_idle")]
+    pub session_idle_timeout: Dur,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            users: Vec::new(),
+            tokens: Vec::new(),
+            ldap: None,
+            session_idle_timeout: default_session_idle(),
+        }
+    }
+}
+
+fn default_session_idle() -> Dur {
+    Dur(Duration::from_secs(12 * 3600))
+}
+
+/// What a user may do: `viewer` reads; `admin` also reloads and changes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Viewer,
+    #[default]
+    Admin,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UserConfig {
     pub username: String,
+    /// bcrypt (`$2b$…`) or argon2 (`$argon2id$…`).
     pub password_hash: String,
+    #[serde(default)]
+    pub role: Role,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -310,6 +342,36 @@ pub struct UserConfig {
 pub struct TokenConfig {
     pub name: String,
     pub sha256: String,
+    #[serde(default)]
+    pub role: Role,
+}
+
+/// LDAP simple bind for the web UI: the user's DN from `user_dn`
+/// (`{user}` replaced by the escaped login name), then the role from the
+/// entry: admin when `zimbraIsAdminAccount` is TRUE (Carbonio's admins) or
+/// `memberOf` names one of `admin_groups`; viewer when it names one of
+/// `viewer_groups` (or when `viewer_groups` is empty); refused otherwise.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LdapAuthConfig {
+    /// `ldap://host:389` or `ldaps://host:636`.
+    pub url: String,
+    /// e.g. `uid={user},ou=people,dc=example,dc=com`.
+    pub user_dn: String,
+    #[serde(default)]
+    pub starttls: bool,
+    /// PEM CA file for ldaps/StartTLS (default: the system's roots).
+    pub ca_file: Option<std::path::PathBuf>,
+    #[serde(default)]
+    pub admin_groups: Vec<String>,
+    #[serde(default)]
+    pub viewer_groups: Vec<String>,
+    #[serde(default = "default_ldap_timeout")]
+    pub timeout: Dur,
+}
+
+fn default_ldap_timeout() -> Dur {
+    Dur(Duration::from_secs(5))
 }
 
 /// The `tail:` section.

@@ -103,7 +103,8 @@ pub async fn serve(exporter: Arc<dyn Exporter>, opts: ServeOptions) -> Result<()
     Ok(())
 }
 
-async fn serve_tls(listener: TcpListener, app: Router, cfg: Arc<rustls::ServerConfig>) {
+/// Serves `app` over TLS (HTTP/1.1) on `listener` until the process stops.
+pub async fn serve_tls(listener: TcpListener, app: Router, cfg: Arc<rustls::ServerConfig>) {
     let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
     loop {
         let (stream, peer) = match listener.accept().await {

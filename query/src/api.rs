@@ -93,8 +93,12 @@ pub fn protect(router: Router, auth: Arc<Auth>) -> Router {
     router.layer(axum::middleware::from_fn_with_state(auth, require_auth))
 }
 
+/// Routes only admins may use (viewers read).
+const ADMIN_ONLY: &[&str] = &["/-/reload", "/-/quit"];
+
 async fn require_auth(State(auth): State<Arc<Auth>>, req: Request, next: Next) -> Response {
-    if PUBLIC.contains(&req.uri().path()) {
+    let path = req.uri().path();
+    if PUBLIC.contains(&path) || crate::ui::is_public(path) {
         return next.run(req).await;
     }
     let header = req
@@ -111,9 +115,19 @@ async fn require_auth(State(auth): State<Arc<Auth>>, req: Request, next: Next) -
                 .ok()
                 .flatten()
         }
-        None => None,
+        None => match web_session(&auth, &req) {
+            Ok(p) => p,
+            Err(resp) => return resp,
+        },
     };
     match principal {
+        Some(p) if ADMIN_ONLY.contains(&path) && p.role != crate::auth::Role::Admin => {
+            error_response(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "this needs the admin role",
+            )
+        }
         Some(p) => {
             let mut req = req;
             req.extensions_mut().insert(p);
@@ -125,13 +139,49 @@ async fn require_auth(State(auth): State<Arc<Auth>>, req: Request, next: Next) -
                 "unauthorized",
                 "authentication required",
             );
-            resp.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"Carbonio Monitoring\""),
-            );
+            // Not to the web UI: a browser answers this header with its
+            // own password dialog instead of letting the page log in.
+            let from_ui = req.headers().contains_key("x-requested-with")
+                || req.headers().contains_key(header::COOKIE);
+            if !from_ui {
+                resp.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Basic realm=\"Carbonio Monitoring\""),
+                );
+            }
             resp
         }
     }
+}
+
+/// The web UI's session cookie: requests that change something must also
+/// carry the session's CSRF token (another site can make the browser send
+/// the cookie, not read the token).
+fn web_session(auth: &Auth, req: &Request) -> Result<Option<crate::auth::Principal>, Response> {
+    let Some(id) = req
+        .headers()
+        .get(header::COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(crate::auth::session::cookie_value)
+    else {
+        return Ok(None);
+    };
+    let Some(session) = auth.sessions.get(id) else {
+        return Ok(None);
+    };
+    let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let token = req
+        .headers()
+        .get("x-csrf-token")
+        .and_then(|v| v.to_str().ok());
+    if !safe && token != Some(session.csrf.as_str()) {
+        return Err(error_response(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "CSRF token missing or wrong (send the session's token in X-CSRF-Token)",
+        ));
+    }
+    Ok(Some(session.principal))
 }
 
 /// Form parameters from the query string and, for POST, the

@@ -1,8 +1,16 @@
-//! Who may use the API: local users with bcrypt password hashes (from the
-//! config and the data directory's `users.json`, where the first start
-//! creates `admin`) and bearer tokens stored as SHA-256 hashes. A verified
-//! credential is remembered by its SHA-256 so bcrypt runs once per
-//! credential, not once per request. Secrets are never logged.
+//! Who may use the API: local users with bcrypt or argon2 password hashes
+//! (from the config and the data directory's `users.json`, where the first
+//! start creates `admin`), bearer tokens stored as SHA-256 hashes, LDAP
+//! simple bind for the web UI (`ldap`), and the web UI's sessions
+//! (`session`). A verified credential is remembered by its SHA-256 so the
+//! slow hash runs once per credential, not once per request. Each user and
+//! token has a role: viewers read, admins also change things. Secrets are
+//! never logged.
+
+pub mod ldap;
+pub mod session;
+
+pub use carbonio_collector::config::Role;
 
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
@@ -13,8 +21,10 @@ use std::sync::Mutex;
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct User {
     pub username: String,
-    /// bcrypt (`$2b$…`), as `htpasswd -B` or `carbonio-monitor hash-password` writes it.
+    /// bcrypt (`$2b$…`, as `htpasswd -B` writes it) or argon2 (`$argon2id$…`).
     pub password_hash: String,
+    #[serde(default)]
+    pub role: Role,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Deserialize)]
@@ -22,6 +32,8 @@ pub struct Token {
     pub name: String,
     /// Hex SHA-256 of the token.
     pub sha256: String,
+    #[serde(default)]
+    pub role: Role,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -34,9 +46,19 @@ pub enum AuthError {
 
 /// Who a request was authenticated as.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Principal {
-    User(String),
-    Token(String),
+pub struct Principal {
+    /// A user or token name.
+    pub name: String,
+    pub role: Role,
+}
+
+impl Principal {
+    pub fn new(name: &str, role: Role) -> Principal {
+        Principal {
+            name: name.to_string(),
+            role,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -44,6 +66,8 @@ pub struct Auth {
     users: Vec<User>,
     tokens: Vec<Token>,
     verified: Mutex<HashSet<[u8; 32]>>,
+    pub sessions: session::Sessions,
+    pub ldap: Option<ldap::LdapLogin>,
 }
 
 /// The bootstrap password of `admin`, when freshly generated, to print once.
@@ -61,6 +85,8 @@ impl Auth {
             users,
             tokens,
             verified: Mutex::new(HashSet::new()),
+            sessions: session::Sessions::default(),
+            ldap: None,
         }
     }
 
@@ -100,6 +126,7 @@ impl Auth {
             stored.push(User {
                 username: "admin".into(),
                 password_hash: hash,
+                role: Role::Admin,
             });
             write_private(
                 &path,
@@ -125,7 +152,7 @@ impl Auth {
                 .tokens
                 .iter()
                 .find(|t| t.sha256.eq_ignore_ascii_case(&hex))
-                .map(|t| Principal::Token(t.name.clone()));
+                .map(|t| Principal::new(&t.name, t.role));
         }
         let encoded = header.strip_prefix("Basic ")?;
         let decoded = base64::engine::general_purpose::STANDARD
@@ -135,13 +162,20 @@ impl Auth {
         let (name, password) = decoded.split_once(':')?;
         let user = self.users.iter().find(|u| u.username == name)?;
         let remembered = self.remembered(&digest);
-        if remembered || bcrypt::verify(password, &user.password_hash).unwrap_or(false) {
+        if remembered || verify_password(password, &user.password_hash) {
             if !remembered {
                 self.remember(digest);
             }
-            return Some(Principal::User(name.to_string()));
+            return Some(Principal::new(name, user.role));
         }
         None
+    }
+
+    /// A local user's password check (the web UI's login form): slow on
+    /// purpose, never remembered.
+    pub fn check_password(&self, name: &str, password: &str) -> Option<Principal> {
+        let user = self.users.iter().find(|u| u.username == name)?;
+        verify_password(password, &user.password_hash).then(|| Principal::new(name, user.role))
     }
 
     fn remembered(&self, digest: &[u8; 32]) -> bool {
@@ -161,6 +195,19 @@ impl Auth {
     }
 }
 
+/// bcrypt or argon2, by the hash's prefix.
+fn verify_password(password: &str, hash: &str) -> bool {
+    if hash.starts_with("$argon2") {
+        use argon2::PasswordVerifier;
+        return argon2::PasswordHash::new(hash).is_ok_and(|h| {
+            argon2::Argon2::default()
+                .verify_password(password.as_bytes(), &h)
+                .is_ok()
+        });
+    }
+    bcrypt::verify(password, hash).unwrap_or(false)
+}
+
 pub fn hash_password(password: &str) -> Result<String, AuthError> {
     bcrypt::hash(password, BCRYPT_COST).map_err(|e| AuthError::Hash(e.to_string()))
 }
@@ -169,7 +216,8 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn random_password() -> std::io::Result<String> {
+/// 18 random bytes, URL-safe base64.
+pub fn random_password() -> std::io::Result<String> {
     use std::io::Read;
     let mut buf = [0u8; 18];
     std::fs::File::open("/dev/urandom")?.read_exact(&mut buf)?;
@@ -213,7 +261,7 @@ mod tests {
         let password = boot.generated_password.unwrap();
         assert_eq!(
             auth.check(&basic("admin", &password)),
-            Some(Principal::User("admin".into()))
+            Some(Principal::new("admin", Role::Admin))
         );
         assert_eq!(auth.check(&basic("admin", "wrong")), None);
         let (again, boot) = Auth::load(dir.path(), vec![], vec![], None).unwrap();
@@ -231,13 +279,38 @@ mod tests {
             vec![Token {
                 name: "grafana".into(),
                 sha256: sha,
+                role: Role::Viewer,
             }],
         );
         assert_eq!(
             auth.check("Bearer s3cret-token"),
-            Some(Principal::Token("grafana".into()))
+            Some(Principal::new("grafana", Role::Viewer))
         );
         assert_eq!(auth.check("Bearer other"), None);
         assert_eq!(auth.check("Digest x"), None);
+    }
+
+    #[test]
+    fn argon2_hashes_verify() {
+        use argon2::password_hash::{PasswordHasher, SaltString};
+        let salt = SaltString::encode_b64(b"carbonio-salt-16").unwrap();
+        let hash = argon2::Argon2::default()
+            .hash_password(b"pw", &salt)
+            .unwrap()
+            .to_string();
+        let auth = Auth::new(
+            vec![User {
+                username: "ops".into(),
+                password_hash: hash,
+                role: Role::Viewer,
+            }],
+            vec![],
+        );
+        assert_eq!(
+            auth.check_password("ops", "pw"),
+            Some(Principal::new("ops", Role::Viewer))
+        );
+        assert_eq!(auth.check_password("ops", "nope"), None);
+        assert!(auth.check(&basic("ops", "pw")).is_some());
     }
 }

@@ -14,3 +14,4 @@ pub mod rules;
 pub mod source;
 #[cfg(feature = "sql")]
 pub mod sql;
+pub mod ui;

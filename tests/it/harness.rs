@@ -170,6 +170,16 @@ pub fn http_request(
     url: &str,
     headers: &[(&str, &str)],
 ) -> Result<HttpResponse, String> {
+    http_send(method, url, headers, b"")
+}
+
+/// Minimal HTTP/1.1 request with a body.
+pub fn http_send(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<HttpResponse, String> {
     let rest = url.strip_prefix("http://").ok_or("only http:// URLs")?;
     let (host, path) = rest
         .split_once('/')
@@ -181,17 +191,16 @@ pub fn http_request(
         .map_err(|e| e.to_string())?;
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
     if method != "GET" {
-        req.push_str("Content-Length: 0\r\n");
+        req.push_str(&format!("Content-Length: {}\r\n", body.len()));
     }
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
     req.push_str("\r\n");
-    stream
-        .write_all(req.as_bytes())
-        .map_err(|e| e.to_string())?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).map_err(|e| e.to_string())?;
+    let mut bytes = req.into_bytes();
+    bytes.extend_from_slice(body);
+    stream.write_all(&bytes).map_err(|e| e.to_string())?;
+    let raw = read_response(&mut stream)?;
     let split = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -215,6 +224,36 @@ pub fn http_request(
         body = dechunk(&body)?;
     }
     Ok((status, headers, body))
+}
+
+/// Up to the connection's end, or to the end of a body with a
+/// Content-Length (some servers, chromedriver among them, keep the
+/// connection open despite `Connection: close`).
+fn read_response(stream: &mut TcpStream) -> Result<Vec<u8>, String> {
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 65536];
+    loop {
+        let n = stream.read(&mut buf).map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Ok(raw);
+        }
+        raw.extend_from_slice(&buf[..n]);
+        let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+            continue;
+        };
+        let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+        let length = head
+            .lines()
+            .filter_map(|l| l.split_once(':'))
+            .find(|(k, _)| k.trim() == "content-length")
+            .and_then(|(_, v)| v.trim().parse::<usize>().ok());
+        if let Some(length) = length {
+            if raw.len() >= split + 4 + length {
+                raw.truncate(split + 4 + length);
+                return Ok(raw);
+            }
+        }
+    }
 }
 
 fn dechunk(mut data: &[u8]) -> Result<Vec<u8>, String> {

@@ -2,6 +2,7 @@
 //! One test binary (modules below) so it links once.
 
 mod alerting;
+mod browser;
 mod collector;
 mod config;
 mod consul_sd;
