@@ -116,8 +116,15 @@ async fn require_auth(State(auth): State<Arc<Auth>>, req: Request, next: Next) -
                 .flatten()
         }
         None => match web_session(&auth, &req) {
-            Ok(p) => p,
-            Err(resp) => return resp,
+            WebSession::Valid(p) => Some(p),
+            WebSession::Absent => None,
+            WebSession::NoCsrfToken => {
+                return error_response(
+                    StatusCode::FORBIDDEN,
+                    "forbidden",
+                    "CSRF token missing or wrong (send the session's token in X-CSRF-Token)",
+                )
+            }
         },
     };
     match principal {
@@ -154,20 +161,27 @@ async fn require_auth(State(auth): State<Arc<Auth>>, req: Request, next: Next) -
     }
 }
 
+enum WebSession {
+    Absent,
+    Valid(crate::auth::Principal),
+    /// A live session, but a state-changing request without its token.
+    NoCsrfToken,
+}
+
 /// The web UI's session cookie: requests that change something must also
 /// carry the session's CSRF token (another site can make the browser send
 /// the cookie, not read the token).
-fn web_session(auth: &Auth, req: &Request) -> Result<Option<crate::auth::Principal>, Response> {
+fn web_session(auth: &Auth, req: &Request) -> WebSession {
     let Some(id) = req
         .headers()
         .get(header::COOKIE)
         .and_then(|v| v.to_str().ok())
         .and_then(crate::auth::session::cookie_value)
     else {
-        return Ok(None);
+        return WebSession::Absent;
     };
     let Some(session) = auth.sessions.get(id) else {
-        return Ok(None);
+        return WebSession::Absent;
     };
     let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     let token = req
@@ -175,13 +189,9 @@ fn web_session(auth: &Auth, req: &Request) -> Result<Option<crate::auth::Princip
         .get("x-csrf-token")
         .and_then(|v| v.to_str().ok());
     if !safe && token != Some(session.csrf.as_str()) {
-        return Err(error_response(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "CSRF token missing or wrong (send the session's token in X-CSRF-Token)",
-        ));
+        return WebSession::NoCsrfToken;
     }
-    Ok(Some(session.principal))
+    WebSession::Valid(session.principal)
 }
 
 /// Form parameters from the query string and, for POST, the
