@@ -455,7 +455,7 @@ async function logsView(el, params) {
     showSearchError(caret, e.message);
     return;
   }
-  if (state.live) startTail(table, state.q, addFilter);
+  if (state.live) startTail(table, state.q, range.end, addFilter);
   else armRefresh(state, () => render());
 }
 
@@ -488,7 +488,7 @@ async function drawFacets(el, win, addFilter) {
   const lists = await Promise.all(["host", "app", "severity"].map((field) =>
     api("/api/v1/logs/fields", { ...win, field, limit: 8 }).then((d) => [field, d.values])));
   el.replaceChildren(...lists.map(([field, values]) => h("div", { class: "card", "data-facet": field }, h("h3", {}, field),
-    values.length ? values.map((v) => h("a", { href: "javascript:void 0", onclick: () => addFilter(field, v.value) },
+    values.length ? values.map((v) => h("a", { href: "#", onclick: (e) => { e.preventDefault(); addFilter(field, v.value); } },
       h("span", {}, field === "severity" ? SEVERITIES[v.value] || String(v.value) : String(v.value || "–")),
       h("span", { class: "muted" }, v.count))) : h("span", { class: "muted" }, "none"))));
 }
@@ -515,7 +515,7 @@ function lineRows(line, addFilter, extraClass = "") {
     const fields = ["host", "app", "procid", "msgid", "severity", "facility", "source"];
     const kv = h("div", { class: "kv" }, fields.filter((f) => line[f] !== "" && line[f] != null).map((f) => {
       const shown = f === "severity" ? line.severity_name : f === "facility" ? line.facility_name : line[f];
-      return h("a", { href: "javascript:void 0", title: "add a filter", onclick: (e) => { e.stopPropagation(); addFilter(f, shown); } }, `${f}: ${shown}`);
+      return h("a", { href: "#", title: "add a filter", onclick: (e) => { e.preventDefault(); e.stopPropagation(); addFilter(f, shown); } }, `${f}: ${shown}`);
     }));
     let sd = "";
     try { sd = line.structured_data ? JSON.stringify(JSON.parse(line.structured_data), null, 2) : ""; } catch { sd = line.structured_data; }
@@ -543,8 +543,11 @@ async function showContext(el, line, addFilter, n = 10) {
     h("button", { class: "plain", onclick: (e) => { e.stopPropagation(); showContext(el, line, addFilter, n * 3); } }, "Load more context"));
 }
 
-function startTail(table, q, addFilter) {
-  tail = new EventSource("/api/v1/logs/tail?" + new URLSearchParams({ query: q }));
+// New lines from the end of the range shown, newest on top.
+function startTail(table, q, fromMs, addFilter) {
+  window.__tailOpen = false;
+  tail = new EventSource("/api/v1/logs/tail?" + new URLSearchParams({ query: q, start: (fromMs / 1000).toFixed(3) }));
+  tail.onopen = () => { window.__tailOpen = true; };
   tail.onmessage = (ev) => {
     const line = JSON.parse(ev.data);
     const [row, detail] = lineRows(line, addFilter);

@@ -9,6 +9,29 @@ use serde_json::Value;
 use std::process::Command;
 use std::time::Duration;
 
+/// `carbonio-monitor query` over a data directory, `admin` with `password`.
+pub fn start_query(data: &std::path::Path, password: &str) -> Service {
+    let port = free_port();
+    let mut cmd = Command::new(OURS);
+    cmd.arg("query")
+        .arg("--data")
+        .arg(data)
+        .arg("--web.listen-address")
+        .arg(format!("127.0.0.1:{port}"))
+        .env("CARBONIO_MONITOR_ADMIN_PASSWORD", password);
+    let svc = spawn(
+        "carbonio-monitor query",
+        tempfile::tempdir().expect("tempdir"),
+        port,
+        cmd,
+    );
+    let url = svc.url("/-/ready");
+    wait_until("query service ready", Duration::from_secs(60), || {
+        matches!(http_get(&url, &[]), Ok((200, _, _)))
+    });
+    svc
+}
+
 /// `run` on `data` with `extra` arguments; with no `config`, the embedded
 /// default (whose syslog listener on 127.0.0.1:1514 only one test may use
 /// at a time).

@@ -6,7 +6,7 @@
 //! zimbramon`, one of them split with `:::uuid:::` markers, become the
 //! same metrics.
 
-use crate::harness::{free_port, http_get, require, run_ok, spawn, wait_until, Service, OURS};
+use crate::harness::{free_port, require, run_ok, wait_until, Service, OURS};
 use crate::promql_compat::percent_encode;
 use std::io::Write;
 use std::path::Path;
@@ -360,28 +360,6 @@ fn summary_count(out: &str, what: &str) -> usize {
         .unwrap_or_else(|| panic!("no count before {what:?} in:\n{out}"))
 }
 
-fn query_service(data: &Path) -> Service {
-    let port = free_port();
-    let mut cmd = Command::new(OURS);
-    cmd.arg("query")
-        .arg("--data")
-        .arg(data)
-        .arg("--web.listen-address")
-        .arg(format!("127.0.0.1:{port}"))
-        .env("CARBONIO_MONITOR_ADMIN_PASSWORD", PASSWORD);
-    let svc = spawn(
-        "carbonio-monitor query",
-        tempfile::tempdir().unwrap(),
-        port,
-        cmd,
-    );
-    let url = svc.url("/-/ready");
-    wait_until("query service ready", Duration::from_secs(60), || {
-        matches!(http_get(&url, &[]), Ok((200, _, _)))
-    });
-    svc
-}
-
 /// The instant vector of `q` at `time` (RFC 3339, or "" for now).
 fn instant(svc: &Service, q: &str, time: &str) -> Vec<(serde_json::Value, f64)> {
     let at = if time.is_empty() {
@@ -423,7 +401,7 @@ fn import_reads_every_layout_and_re_runs_add_nothing() {
         "{out}"
     );
 
-    let svc = query_service(&data);
+    let svc = crate::query_api::start_query(&data, PASSWORD);
     let mut wrong = Vec::new();
     for (q, time, want) in EXPECTED {
         let got = instant(&svc, q, time);
@@ -500,7 +478,7 @@ fn watch_stores_rows_appended_later() {
         .stderr(log)
         .spawn()
         .unwrap();
-    let svc = query_service(&data);
+    let svc = crate::query_api::start_query(&data, PASSWORD);
     wait_until("the imported row", Duration::from_secs(60), || {
         !instant(&svc, "zmstat_mtaqueue_requests", "2024-04-01T10:00:00Z").is_empty()
     });

@@ -15,7 +15,7 @@ use super::{read_row, series_labels, split_cells};
 use crate::logs::LogRecord;
 use crate::relabel::Labels;
 use crate::store::Store;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -41,13 +41,13 @@ pub struct StreamStats {
     pub other: AtomicU64,
     /// Rows whose cell count differs from their header, or with a bad time.
     pub bad_rows: AtomicU64,
-    /// Continuations whose first chunk never came (or expired).
+    /// Chunks dropped before their row was complete (expired, or over the cap).
     pub orphan_chunks: AtomicU64,
 }
 
 pub struct Stream {
     store: Arc<Store>,
-    partial: Mutex<HashMap<(String, String), (i64, String)>>,
+    partial: Mutex<Vec<Chunk>>,
     described: Mutex<HashSet<u64>>,
     pub stats: StreamStats,
 }
@@ -95,29 +95,39 @@ impl Stream {
         }
     }
 
-    /// The whole message once its last chunk is in.
+    /// The whole message once all its chunks are in, in whatever order
+    /// they arrived (separate connections or relays can reorder them).
     fn reassemble(&self, line: &StatLine) -> Option<String> {
         let body = strip_priority_prefix(&line.message);
-        let mut partial = self.partial.lock().unwrap_or_else(|p| p.into_inner());
-        partial.retain(|_, (at, _)| line.timestamp_ns - *at < PARTIAL_TTL_NS);
-        let mut text = match leading_marker(body) {
-            Some((uuid, rest)) => {
-                let Some((_, head)) = partial.remove(&(line.host.clone(), uuid.to_string())) else {
-                    self.stats.orphan_chunks.fetch_add(1, Ordering::Relaxed);
-                    return None;
-                };
-                head + rest
-            }
-            None => body.to_string(),
+        let (prev, rest) = match leading_marker(body) {
+            Some((uuid, rest)) => (Some(uuid.to_string()), rest),
+            None => (None, body),
         };
-        if let Some((uuid, head_len)) = trailing_marker(&text) {
-            text.truncate(head_len);
-            if partial.len() < MAX_PARTIAL {
-                partial.insert((line.host.clone(), uuid), (line.timestamp_ns, text));
-            }
-            return None;
+        let (next, text) = match trailing_marker(rest) {
+            Some((uuid, len)) => (Some(uuid), &rest[..len]),
+            None => (None, rest),
+        };
+        if prev.is_none() && next.is_none() {
+            return Some(text.to_string());
         }
-        Some(text)
+        let mut partial = self.partial.lock().unwrap_or_else(|p| p.into_inner());
+        let before = partial.len();
+        partial.retain(|c| line.timestamp_ns - c.at < PARTIAL_TTL_NS);
+        if partial.len() >= MAX_PARTIAL {
+            partial.remove(0);
+        }
+        let dropped = before - partial.len();
+        self.stats
+            .orphan_chunks
+            .fetch_add(dropped as u64, Ordering::Relaxed);
+        partial.push(Chunk {
+            host: line.host.clone(),
+            prev,
+            next,
+            text: text.to_string(),
+            at: line.timestamp_ns,
+        });
+        complete_chain(&mut partial, &line.host)
     }
 
     fn row_samples(&self, line: &StatLine, text: &str, out: &mut Vec<(Labels, i64, f64)>) {
@@ -156,6 +166,51 @@ impl Stream {
         }
         self.stats.rows.fetch_add(1, Ordering::Relaxed);
     }
+}
+
+/// A piece of a long row: its text and the markers linking it to the
+/// pieces before and after it.
+#[derive(Debug)]
+struct Chunk {
+    host: String,
+    prev: Option<String>,
+    next: Option<String>,
+    text: String,
+    at: i64,
+}
+
+/// Takes out and joins a chain of `host`'s chunks from first to last, if
+/// one is complete.
+fn complete_chain(chunks: &mut Vec<Chunk>, host: &str) -> Option<String> {
+    for head in 0..chunks.len() {
+        if chunks[head].host != host || chunks[head].prev.is_some() {
+            continue;
+        }
+        let mut chain = vec![head];
+        let mut cur = head;
+        while let Some(next) = chunks[cur].next.as_deref() {
+            let found = chunks
+                .iter()
+                .position(|c| c.host == host && c.prev.as_deref() == Some(next));
+            match found {
+                Some(i) if !chain.contains(&i) => {
+                    chain.push(i);
+                    cur = i;
+                }
+                _ => break,
+            }
+        }
+        if chunks[cur].next.is_some() {
+            continue;
+        }
+        let text: String = chain.iter().map(|&i| chunks[i].text.as_str()).collect();
+        chain.sort_unstable();
+        for i in chain.into_iter().rev() {
+            chunks.remove(i);
+        }
+        return Some(text);
+    }
+    None
 }
 
 /// Perl's Logger writes `<pid>:<level>: ` before the text.
@@ -233,6 +288,7 @@ mod tests {
 
     const UUID1: &str = "CD897126-A1B4-11EB-9C85-EB0C489C3827";
     const UUID2: &str = "cd897126-a1b4-11eb-9c85-eb0c489c3828";
+    const UUID3: &str = "cd897126-a1b4-11eb-9c85-eb0c489c3829";
 
     fn line(message: &str, sent_ms: i64) -> StatLine {
         StatLine {
@@ -282,16 +338,24 @@ mod tests {
         let msg = "1:info: zmstat cpu.csv: timestamp, cpu:user, cpu0:user:: 04/13/2021 09:56:30, 8.6, 9.1";
         let (a, b) = msg.split_at(60);
         let (b, c) = b.split_at(10);
+        // Out of order, as separate connections can deliver them.
         stream.feed(vec![
-            line(&format!("{a}:::{UUID1}:::"), sent),
-            line(&format!("1:info: :::{UUID1}:::{b}:::{UUID2}:::"), sent),
             line(&format!(":::{UUID2}:::{c}"), sent),
-            line(&format!(":::{UUID1}:::orphan"), sent),
+            line(&format!("{a}:::{UUID1}:::"), sent),
+            line(&format!(":::{UUID3}:::orphan"), sent),
+            line(&format!("1:info: :::{UUID1}:::{b}:::{UUID2}:::"), sent),
             line("STATUS: mta1: mta: Running", sent),
         ]);
         assert_eq!(stream.stats.rows.load(Ordering::Relaxed), 1);
-        assert_eq!(stream.stats.orphan_chunks.load(Ordering::Relaxed), 1);
         assert_eq!(stream.stats.other.load(Ordering::Relaxed), 1);
+        assert_eq!(stream.partial.lock().unwrap().len(), 1);
+        // The orphan expires.
+        stream.feed(vec![line("STATUS: x", sent + 11 * 60 * 1000)]);
+        stream.feed(vec![line(
+            &format!("a:::{UUID1}:::"),
+            sent + 11 * 60 * 1000,
+        )]);
+        assert_eq!(stream.stats.orphan_chunks.load(Ordering::Relaxed), 1);
         let m = [Matcher::Equal("__name__".into(), "zmstat_cpu_user".into())];
         let got = stream.store.select(&m, 0, i64::MAX).unwrap();
         assert_eq!(got.len(), 2);

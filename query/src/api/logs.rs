@@ -227,7 +227,16 @@ async fn tail(State(api): Api, req: Request) -> Response {
     if let Err(e) = crate::logs::syntax::parse(&q) {
         return search_error(e.into());
     }
-    let since = now_ns();
+    // From `start` (the end of the page the client already shows), so
+    // lines that arrive while the stream connects are not missed; at most
+    // an hour back.
+    let since = match p.get("start").map(parse_time_param) {
+        None => now_ns(),
+        Some(Ok(ms)) => ms
+            .saturating_mul(1_000_000)
+            .clamp(now_ns() - 3_600_000_000_000, now_ns()),
+        Some(Err(e)) => return bad_request(&format!("invalid parameter \"start\": {e}")),
+    };
     let events =
         futures::stream::unfold((api, q, since, true), |(api, q, since, first)| async move {
             if !first {
