@@ -187,8 +187,9 @@ function loginView() {
 async function logout() {
   await fetch("/logout", { method: "POST", credentials: "same-origin", headers: { "X-CSRF-Token": session.csrf, "X-Requested-With": "carbonio-ui" } });
   session = null;
-  location.hash = "#/";
-  render();
+  // One render: through the hash change, or directly when already there.
+  if (location.hash !== "#/") location.hash = "#/";
+  else render();
 }
 
 // ---------------------------------------------------------------- units
@@ -317,10 +318,14 @@ function drawPanel(p, body, vars) {
     const targets = (p.targets || []).filter((t) => t.expr && !t.hide);
     try {
       if (p.type === "timeseries" || p.type === "graph") {
+        // Evaluation times whole seconds, counted back from the end so the
+        // newest point is now and every series lines up.
+        const end = Math.floor(range.end / 1000);
+        const start = end - Math.floor((end - range.start / 1000) / step) * step;
         const results = await Promise.all(targets.map((t) => api("/api/v1/query_range", {
-          query: interpolate(t.expr, vars, step), start: range.start / 1000, end: range.end / 1000, step,
+          query: interpolate(t.expr, vars, step), start, end, step,
         }).then((d) => d.result.map((s) => ({ name: legend(t.legendFormat, s.metric), values: s.values })))));
-        drawChart(body, results.flat(), range, step, unit, fc);
+        drawChart(body, results.flat(), start, end, step, unit, fc);
       } else if (p.type === "table") {
         const results = await Promise.all(targets.map((t) => api("/api/v1/query", { query: interpolate(t.expr, vars, step), time: range.end / 1000 })));
         drawTable(body, results.flatMap((r) => r.result || []), unit);
@@ -331,6 +336,13 @@ function drawPanel(p, body, vars) {
         if (p.type === "bargauge") drawBars(body, values, unit, fc);
         else if (p.type === "gauge") drawGauges(body, values, unit, fc);
         else drawStats(body, values, unit, fc);
+      } else if (p.type === "logs") {
+        // The target is a log search, not PromQL.
+        const limit = (p.options && p.options.limit) || 50;
+        const pages = await Promise.all(targets.map((t) => api("/api/v1/logs/query", {
+          query: interpolate(t.expr, vars, step), start: range.start / 1000, end: range.end / 1000, limit,
+        })));
+        drawLogLines(body, pages.flatMap((d) => d.lines).slice(0, limit));
       } else {
         body.replaceChildren(h("p", { class: "muted" }, `panel type ${p.type} is not shown here`));
       }
@@ -343,12 +355,11 @@ function drawPanel(p, body, vars) {
 
 function noData(body) { body.replaceChildren(h("p", { class: "muted", "data-empty": "" }, "No data")); }
 
-function drawChart(body, series, range, step, unit, fc) {
+function drawChart(body, series, start, end, step, unit, fc) {
   for (const c of charts.filter((c) => c.root.parentNode === body)) { c.destroy(); charts.splice(charts.indexOf(c), 1); }
   if (!series.length) return noData(body);
-  const start = Math.floor(range.start / 1000 / step) * step;
   const xs = [];
-  for (let t = start; t <= range.end / 1000; t += step) xs.push(t);
+  for (let t = start; t <= end; t += step) xs.push(t);
   const index = new Map(xs.map((t, i) => [t, i]));
   const data = [xs];
   for (const s of series.slice(0, 40)) {
@@ -357,13 +368,16 @@ function drawChart(body, series, range, step, unit, fc) {
     data.push(ys);
   }
   body.replaceChildren();
+  const shown = Math.min(series.length, 40);
+  // Room for the legend: one line per four series.
+  const legendHeight = 22 * Math.ceil(shown / 4);
   const opts = {
-    width: Math.max(body.clientWidth - 8, 100), height: Math.max(body.clientHeight - 36, 60),
+    width: Math.max(body.clientWidth - 16, 100), height: Math.max(body.clientHeight - legendHeight - 12, 60),
     series: [{}, ...series.slice(0, 40).map((s, i) => ({ label: s.name, stroke: PALETTE[i % PALETTE.length], width: 1.5, spanGaps: false,
       fill: PALETTE[i % PALETTE.length] + "18", value: (u, v) => fmtValue(v, unit) }))],
     axes: [{}, { values: (u, vals) => vals.map((v) => fmtValue(v, unit)), size: 64 }],
     scales: { y: { range: (u, lo, hi) => [fc.min != null ? fc.min : Math.min(0, lo), fc.max != null ? fc.max : hi || 1] } },
-    legend: { show: true, live: true },
+    legend: { show: true, live: false },
     cursor: { drag: { x: false, y: false } },
   };
   charts.push(new uPlot(opts, data, body));
@@ -399,6 +413,14 @@ function drawBars(body, values, unit, fc) {
     h("div", { class: "b" }, h("span", { title: v.name }, v.name),
       h("div", { class: "track" }, h("div", { class: "fill", style: `width:${Math.max(0, Math.min(100, 100 * (v.value - min) / (max - min || 1)))}%;background:${thresholdColor(v.value, fc)}` })),
       h("span", {}, fmtValue(v.value, unit))))));
+}
+
+function drawLogLines(body, lines) {
+  if (!lines.length) return noData(body);
+  body.replaceChildren(h("table", { class: "t lines" }, h("tbody", {}, lines.map((l) => h("tr", {},
+    h("td", { style: "white-space:nowrap" }, fmtTime(Date.parse(l.timestamp))), h("td", {}, l.host), h("td", {}, l.app),
+    h("td", { class: "sev" + l.severity }, l.severity_name || ""),
+    h("td", { class: "msg" }, l.message.length > 300 ? l.message.slice(0, 300) + " …" : l.message))))));
 }
 
 function drawTable(body, rows, unit) {

@@ -65,6 +65,13 @@ impl Browser {
     }
 
     fn cmd(&self, method: &str, path: &str, body: Value) -> Value {
+        match self.try_cmd(method, path, body) {
+            Ok(v) => v,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn try_cmd(&self, method: &str, path: &str, body: Value) -> Result<Value, String> {
         let url = if path == "/session" {
             self.driver.url(path)
         } else {
@@ -79,8 +86,34 @@ impl Browser {
         )
         .unwrap_or_else(|e| panic!("WebDriver {method} {path}: {e}"));
         let v: Value = serde_json::from_slice(&resp).unwrap_or(Value::Null);
-        assert_eq!(status, 200, "WebDriver {method} {path}: {v}");
-        v["value"].clone()
+        if status != 200 {
+            return Err(format!("WebDriver {method} {path}: HTTP {status}: {v}"));
+        }
+        Ok(v["value"].clone())
+    }
+
+    /// Types into the field `css`, finding it again if the page replaced
+    /// it meanwhile (a re-render).
+    pub fn fill(&self, css: &str, text: &str) {
+        let mut last = String::new();
+        for _ in 0..20 {
+            let el = self.wait_for(css);
+            let done = self
+                .try_cmd("POST", &format!("/element/{el}/clear"), json!({}))
+                .and_then(|_| {
+                    self.try_cmd(
+                        "POST",
+                        &format!("/element/{el}/value"),
+                        json!({ "text": text }),
+                    )
+                });
+            match done {
+                Ok(_) => return,
+                Err(e) => last = e,
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("typing into {css}: {last}");
     }
 
     pub fn goto(&self, url: &str) {
@@ -109,15 +142,6 @@ impl Browser {
 
     pub fn click(&self, el: &str) {
         self.cmd("POST", &format!("/element/{el}/click"), json!({}));
-    }
-
-    pub fn type_into(&self, el: &str, text: &str) {
-        self.cmd("POST", &format!("/element/{el}/clear"), json!({}));
-        self.cmd(
-            "POST",
-            &format!("/element/{el}/value"),
-            json!({ "text": text }),
-        );
     }
 
     pub fn js(&self, script: &str) -> Value {
@@ -203,12 +227,14 @@ fn ui_login_dashboards_logs_and_live_tail() {
     let node = crate::harness::ours("node", &[]);
     let dir = tempfile::tempdir().unwrap();
     let syslog = free_port();
+    let api_port = free_port();
     let cfg = dir.path().join("config.yml");
     std::fs::write(
         &cfg,
         format!(
             "global:\n  scrape_interval: 1s\n\
              scrape_configs:\n  - job_name: node\n    static_configs:\n      - targets: ['127.0.0.1:{}']\n\
+             \x20 - job_name: self\n    static_configs:\n      - targets: ['127.0.0.1:{api_port}']\n\
              syslog:\n  listeners:\n    - address: 127.0.0.1:{syslog}\n      protocol: tcp\n\
              auth:\n  ldap:\n    url: ldap://127.0.0.1:{}\n    user_dn: 'cn={{user}},ou=people,dc=carbonio,dc=test'\n",
             node.port, slapd.port
@@ -217,7 +243,7 @@ fn ui_login_dashboards_logs_and_live_tail() {
     .unwrap();
     let svc = crate::query_api::start_run(
         &dir.path().join("data"),
-        free_port(),
+        api_port,
         Some(PASSWORD),
         Some(&cfg),
         &[],
@@ -228,18 +254,24 @@ fn ui_login_dashboards_logs_and_live_tail() {
     // Log in: a wrong password is refused on the page, the right one opens
     // the dashboards.
     b.goto(&base);
-    let user = b.wait_for("#username");
-    b.type_into(&user, "admin");
-    b.type_into(&b.wait_for("#password"), "not-the-password");
+    b.fill("#username", "admin");
+    b.fill("#password", "not-the-password");
     b.click(&b.wait_for("#login"));
     b.wait_js(
         "the login error",
         "return document.querySelector('#login-error').textContent.includes('wrong user name or password')",
     );
-    b.type_into(&b.wait_for("#password"), PASSWORD);
+    b.fill("#password", PASSWORD);
     b.click(&b.wait_for("#login"));
     b.wait_for("header.top");
     b.wait_for("a[href='#/d/carbonio-overview']");
+    // With screenshots asked for, let some history build up first.
+    if std::env::var_os("CARBONIO_SCREENSHOTS").is_some() {
+        for i in 0..25 {
+            send_log(&logger, syslog, "postfix/smtp", &format!("{i:05X}: to=<u{i}@example.com>, relay=mx.example.net[192.0.2.1]:25, status=sent (250 ok)"));
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
     keep(&b, "dashboards");
 
     // The overview with live data: stats and a chart drawn from the scrape
@@ -313,6 +345,34 @@ fn ui_login_dashboards_logs_and_live_tail() {
         "return document.querySelector('#logq-error').textContent.includes('^')",
     );
 
+    // A logs panel on a dashboard: the newest warnings.
+    let status = Command::new(&logger)
+        .args([
+            "-n",
+            "127.0.0.1",
+            "-P",
+            &syslog.to_string(),
+            "-T",
+            "--octet-count",
+        ])
+        .args([
+            "--rfc5424",
+            "-p",
+            "user.warning",
+            "-t",
+            "uitest",
+            "disk almost full",
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    b.goto(&format!("{base}#/d/carbonio-logs?from=now-15m&to=now"));
+    b.wait_js(
+        "the logs panel",
+        "const p = document.querySelector('section[data-panel=\"Recent warnings and errors\"]'); return p && p.textContent.includes('disk almost full')",
+    );
+    keep(&b, "logs-dashboard");
+
     // Live tail: a line sent now appears.
     b.goto(&format!(
         "{base}#/logs?q=app:uitest&from=now-15m&to=now&live=1"
@@ -350,8 +410,8 @@ fn ui_login_dashboards_logs_and_live_tail() {
 
     // An LDAP user of the directory logs in as a viewer.
     b.click(&b.wait_for("#logout"));
-    b.type_into(&b.wait_for("#username"), "ops");
-    b.type_into(&b.wait_for("#password"), "ldap-ops-password");
+    b.fill("#username", "ops");
+    b.fill("#password", "ldap-ops-password");
     b.click(&b.wait_for("#login"));
     b.wait_js(
         "the LDAP user's session",
@@ -364,8 +424,8 @@ fn ui_login_dashboards_logs_and_live_tail() {
 /// Logs in through the page's form.
 fn log_in(b: &Browser, base: &str, user: &str, password: &str) {
     b.goto(base);
-    b.type_into(&b.wait_for("#username"), user);
-    b.type_into(&b.wait_for("#password"), password);
+    b.fill("#username", user);
+    b.fill("#password", password);
     b.click(&b.wait_for("#login"));
     b.wait_for("header.top");
 }

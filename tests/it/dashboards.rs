@@ -34,11 +34,27 @@ fn shipped() -> Vec<(String, Value)> {
     out
 }
 
-/// Every query of every panel: (dashboard, panel title, expr, instant).
+/// Every PromQL query of every panel: (dashboard, panel title, expr, instant).
 fn queries(dashboards: &[(String, Value)]) -> Vec<(String, String, String, bool)> {
+    targets(dashboards, false)
+}
+
+/// The log searches of logs panels: (dashboard, panel title, search).
+fn log_queries(dashboards: &[(String, Value)]) -> Vec<(String, String, String)> {
+    targets(dashboards, true)
+        .into_iter()
+        .map(|(d, title, search, _)| (d, title, search))
+        .collect()
+}
+
+/// The targets of logs panels, or of the others.
+fn targets(dashboards: &[(String, Value)], logs: bool) -> Vec<(String, String, String, bool)> {
     let mut out = Vec::new();
     for (name, d) in dashboards {
         for p in d["panels"].as_array().unwrap() {
+            if (p["type"] == "logs") != logs {
+                continue;
+            }
             for t in p["targets"].as_array().into_iter().flatten() {
                 out.push((
                     name.clone(),
@@ -101,7 +117,16 @@ fn dashboards_are_grafana_json_and_export_as_embedded() {
             );
             let kind = p["type"].as_str().unwrap();
             assert!(
-                ["row", "timeseries", "stat", "gauge", "bargauge", "table"].contains(&kind),
+                [
+                    "row",
+                    "timeseries",
+                    "stat",
+                    "gauge",
+                    "bargauge",
+                    "table",
+                    "logs"
+                ]
+                .contains(&kind),
                 "{name}/{title}: panel type {kind}"
             );
             if kind != "row" {
@@ -348,6 +373,18 @@ fn every_panel_shows_data_from_the_real_exporters() {
                 .args(["-n", "127.0.0.1", "-P", &syslog.to_string(), "-d", "-t", app, line])
                 .status();
         }
+        let _ = Command::new(&logger)
+            .args([
+                "-n",
+                "127.0.0.1",
+                "-P",
+                &syslog.to_string(),
+                "-d",
+                "-p",
+                "user.warning",
+            ])
+            .args(["-t", "app", "a warning line"])
+            .status();
         let mut f = std::fs::OpenOptions::new()
             .append(true)
             .open(&tailed)
@@ -368,6 +405,26 @@ fn every_panel_shows_data_from_the_real_exporters() {
                     Err(e) => Some(format!("{d} / {title}: {e} for {expr}")),
                 }
             })
+            .collect();
+        let empty: Vec<String> = empty
+            .into_iter()
+            .chain(
+                log_queries(&dashboards)
+                    .iter()
+                    .filter_map(|(d, title, search)| {
+                        let (status, body) = crate::query_api::get(
+                            &svc,
+                            &format!(
+                                "/api/v1/logs/query?query={}&limit=1",
+                                percent_encode(search)
+                            ),
+                            PASSWORD,
+                        );
+                        let lines = body["data"]["lines"].as_array().map_or(0, Vec::len);
+                        (status != 200 || lines == 0)
+                            .then(|| format!("{d} / {title}: no log line for {search}: {body}"))
+                    }),
+            )
             .collect();
         if empty.is_empty() || std::time::Instant::now() > deadline {
             break empty;

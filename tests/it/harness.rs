@@ -233,7 +233,11 @@ fn read_response(stream: &mut TcpStream) -> Result<Vec<u8>, String> {
     let mut raw = Vec::new();
     let mut buf = [0u8; 65536];
     loop {
-        let n = stream.read(&mut buf).map_err(|e| e.to_string())?;
+        let n = match stream.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e.to_string()),
+        };
         if n == 0 {
             return Ok(raw);
         }
