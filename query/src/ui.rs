@@ -44,7 +44,7 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
 ];
 const INDEX: &[u8] = include_bytes!("../../ui/index.html");
 
-/// Bytes of the embedded assets (the page weight, before compression).
+/// Bytes of the embedded assets, uncompressed.
 pub fn asset_bytes() -> usize {
     INDEX.len() + ASSETS.iter().map(|(_, _, b)| b.len()).sum::<usize>()
 }
@@ -90,11 +90,53 @@ async fn index() -> Response {
     (page_headers("text/html; charset=utf-8"), INDEX).into_response()
 }
 
-async fn asset(Path(file): Path<String>) -> Response {
-    match ASSETS.iter().find(|(name, _, _)| *name == file) {
-        Some((_, kind, bytes)) => (page_headers(kind), *bytes).into_response(),
-        None => error_response(StatusCode::NOT_FOUND, "not_found", "no such file"),
-    }
+/// The assets gzipped once, on first use.
+fn gzipped(index: usize) -> &'static [u8] {
+    static GZ: std::sync::OnceLock<Vec<Vec<u8>>> = std::sync::OnceLock::new();
+    let all = GZ.get_or_init(|| {
+        ASSETS
+            .iter()
+            .map(|(_, _, bytes)| {
+                use std::io::Write;
+                let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+                // Writing to a Vec cannot fail.
+                let _ = gz.write_all(bytes);
+                gz.finish().unwrap_or_default()
+            })
+            .collect()
+    });
+    all.get(index).map(Vec::as_slice).unwrap_or_default()
+}
+
+async fn asset(Path(file): Path<String>, headers: HeaderMap) -> Response {
+    let Some(index) = ASSETS.iter().position(|(name, _, _)| *name == file) else {
+        return error_response(StatusCode::NOT_FOUND, "not_found", "no such file");
+    };
+    let (_, kind, bytes) = ASSETS[index];
+    let gzip = headers
+        .get(header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
+    let mut resp = if gzip {
+        let mut r = (page_headers(kind), gzipped(index)).into_response();
+        r.headers_mut().insert(
+            header::CONTENT_ENCODING,
+            header::HeaderValue::from_static("gzip"),
+        );
+        r
+    } else {
+        (page_headers(kind), bytes).into_response()
+    };
+    resp.headers_mut().insert(
+        header::VARY,
+        header::HeaderValue::from_static("Accept-Encoding"),
+    );
+    resp
+}
+
+/// Bytes of the embedded assets as sent gzipped (the page weight).
+pub fn asset_bytes_gzipped() -> usize {
+    INDEX.len() + (0..ASSETS.len()).map(|i| gzipped(i).len()).sum::<usize>()
 }
 
 #[derive(serde::Deserialize)]
@@ -261,5 +303,21 @@ async fn dashboard(State(ui): St, Path(uid): Path<String>) -> Response {
     match ui.dashboards.iter().find(|d| d["uid"] == uid.as_str()) {
         Some(d) => success(d.clone()),
         None => error_response(StatusCode::NOT_FOUND, "not_found", "no such dashboard"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn assets_are_small_and_gzip_round_trips() {
+        use std::io::Read;
+        let mut back = Vec::new();
+        flate2::read::GzDecoder::new(gzipped(0))
+            .read_to_end(&mut back)
+            .unwrap();
+        assert_eq!(back, ASSETS[0].2);
+        assert!(asset_bytes_gzipped() < asset_bytes() / 2);
     }
 }

@@ -217,12 +217,14 @@ fn send_log(logger: &std::path::Path, port: u16, tag: &str, text: &str) {
 #[test]
 fn ui_login_dashboards_logs_and_live_tail() {
     let logger = require("logger", "bsdutils");
-    let slapd = crate::harness::slapd();
+    let slapd = crate::harness::slapd_with(crate::harness::LdapRole::Directory);
     crate::harness::ldap_add(
         &slapd,
         "dn: dc=carbonio,dc=test\nobjectClass: dcObject\nobjectClass: organization\ndc: carbonio\no: carbonio\n\n\
          dn: ou=people,dc=carbonio,dc=test\nobjectClass: organizationalUnit\nou: people\n\n\
-         dn: cn=ops,ou=people,dc=carbonio,dc=test\nobjectClass: person\ncn: ops\nsn: Ops\nuserPassword: ldap-ops-password\n",
+         dn: cn=ops,ou=people,dc=carbonio,dc=test\nobjectClass: person\ncn: ops\nsn: Ops\nuserPassword: ldap-ops-password\n\n\
+         dn: cn=boss,ou=people,dc=carbonio,dc=test\nobjectClass: person\ncn: boss\nsn: Boss\nuserPassword: ldap-boss-password\n\n\
+         dn: cn=monitoring-admins,dc=carbonio,dc=test\nobjectClass: groupOfNames\ncn: monitoring-admins\nmember: cn=boss,ou=people,dc=carbonio,dc=test\n",
     );
     let node = crate::harness::ours("node", &[]);
     let dir = tempfile::tempdir().unwrap();
@@ -236,7 +238,8 @@ fn ui_login_dashboards_logs_and_live_tail() {
              scrape_configs:\n  - job_name: node\n    static_configs:\n      - targets: ['127.0.0.1:{}']\n\
              \x20 - job_name: self\n    static_configs:\n      - targets: ['127.0.0.1:{api_port}']\n\
              syslog:\n  listeners:\n    - address: 127.0.0.1:{syslog}\n      protocol: tcp\n\
-             auth:\n  ldap:\n    url: ldap://127.0.0.1:{}\n    user_dn: 'cn={{user}},ou=people,dc=carbonio,dc=test'\n",
+             auth:\n  ldap:\n    url: ldap://127.0.0.1:{}\n    user_dn: 'cn={{user}},ou=people,dc=carbonio,dc=test'\n\
+             \x20   admin_groups: ['cn=monitoring-admins,dc=carbonio,dc=test']\n",
             node.port, slapd.port
         ),
     )
@@ -417,6 +420,15 @@ fn ui_login_dashboards_logs_and_live_tail() {
         "the LDAP user's session",
         "const u = document.querySelector('header .user'); return u && u.textContent.includes('ops (viewer)')",
     );
+    // A member of the admin group (memberOf, kept by slapd's overlay) is an admin.
+    b.click(&b.wait_for("#logout"));
+    b.fill("#username", "boss");
+    b.fill("#password", "ldap-boss-password");
+    b.click(&b.wait_for("#login"));
+    b.wait_js(
+        "the LDAP admin's session",
+        "const u = document.querySelector('header .user'); return u && u.textContent.includes('boss (admin)')",
+    );
     drop(b);
     drop(svc);
 }
@@ -588,6 +600,19 @@ fn login_refuses_what_it_must() {
     assert!(String::from_utf8_lossy(&page).contains("/ui/app.js"));
     let (status, _, _) = http_get(&svc.url("/api/v1/dashboards"), &[]).unwrap();
     assert_eq!(status, 401);
+    // Assets go gzipped to browsers that take it.
+    let (status, headers, body) = http_get(
+        &svc.url("/ui/app.js"),
+        &[("Accept-Encoding", "gzip, deflate")],
+    )
+    .unwrap();
+    assert_eq!(status, 200);
+    assert!(headers
+        .iter()
+        .any(|(k, v)| k == "content-encoding" && v == "gzip"));
+    let mut js = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&body[..]), &mut js).unwrap();
+    assert!(js.contains("Carbonio Monitoring web UI"));
 
     // The viewer: reads, but may not reload; a POST without the CSRF
     // token is refused whatever the role.
@@ -639,4 +664,78 @@ fn login_refuses_what_it_must() {
     assert_eq!(status, 429, "{body}");
     let (status, _, _) = login(&svc, "admin", PASSWORD);
     assert_eq!(status, 200);
+}
+
+/// The API and UI over TLS (`--web.config.file`): the page and a login
+/// over HTTPS, the session cookie marked `Secure`.
+#[test]
+fn ui_over_tls_gets_secure_cookies() {
+    let curl = require("curl", "curl");
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = crate::harness::test_pki(dir.path());
+    let web = dir.path().join("web.yml");
+    std::fs::write(
+        &web,
+        format!(
+            "tls_server_config:\n  cert_file: {}\n  key_file: {}\n",
+            cert.display(),
+            key.display()
+        ),
+    )
+    .unwrap();
+    let cfg = dir.path().join("config.yml");
+    std::fs::write(&cfg, "global:\n  scrape_interval: 5s\n").unwrap();
+    let port = free_port();
+    let mut cmd = Command::new(crate::harness::OURS);
+    cmd.arg("run")
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--data")
+        .arg(dir.path().join("data"))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg("--web.config.file")
+        .arg(&web)
+        .env("CARBONIO_MONITOR_ADMIN_PASSWORD", PASSWORD);
+    let _svc = spawn(
+        "carbonio-monitor run",
+        tempfile::tempdir().unwrap(),
+        port,
+        cmd,
+    );
+    let https = |path: &str, extra: &[&str]| {
+        Command::new(&curl)
+            .args(["-s", "-i", "--cacert"])
+            .arg(&ca)
+            .args(extra)
+            .arg(format!("https://127.0.0.1:{port}{path}"))
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    };
+    wait_until("run over TLS", Duration::from_secs(30), || {
+        https("/-/ready", &[]).starts_with("HTTP/1.1 200")
+    });
+    assert!(https("/", &[]).contains("/ui/app.js"));
+    let login = https(
+        "/login",
+        &[
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            &json!({"username": "admin", "password": PASSWORD}).to_string(),
+        ],
+    );
+    let cookie = login
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+        .unwrap_or_else(|| panic!("no cookie: {login}"));
+    assert!(
+        cookie.contains("; Secure")
+            && cookie.contains("HttpOnly")
+            && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    // Plain HTTP on the TLS port gets nothing.
+    let (plain, _, _) = http_get(&format!("http://127.0.0.1:{port}/"), &[]).unwrap_or_default();
+    assert_ne!(plain, 200);
 }

@@ -547,6 +547,8 @@ pub const LDAP_ADMIN_PW: &str = "test-secret";
 
 /// Role of a test slapd in replication.
 pub enum LdapRole {
+    /// With the memberof overlay: groups show in their members' `memberOf`.
+    Directory,
     Standalone,
     /// Has the syncprov overlay, so the suffix carries a contextCSN.
     Provider,
@@ -687,6 +689,7 @@ fn slapd_inner(role: LdapRole, tls: Option<(u16, PathBuf, PathBuf)>) -> Service 
         .unwrap_or_default();
     let (modules, overlay) = match role {
         LdapRole::Standalone => (String::new(), String::new()),
+        LdapRole::Directory => ("moduleload memberof\n".into(), "overlay memberof\n".into()),
         LdapRole::Provider => ("moduleload syncprov\n".into(), "overlay syncprov\nsyncprov-checkpoint 1 1\n".into()),
         LdapRole::ConsumerOf(provider) => (
             "moduleload syncprov\n".into(),
