@@ -241,6 +241,34 @@ mod tests {
         assert_eq!(split_cells("1,\"\",''"), vec!["1", "", ""]);
     }
 
+    proptest::proptest! {
+        /// Any text, read as a zmstat file or as its syslog form, gives
+        /// rows or skips, never a panic.
+        #[test]
+        fn any_text_is_read_without_panicking(
+            stem in "[a-z-]{0,8}",
+            lines in proptest::collection::vec(
+                "(timestamp|[0-9/: ]{0,20})?[ -~]{0,40}(, |,|::|:::)?[ -~]{0,20}",
+                0..12,
+            ),
+        ) {
+            let text = lines.join("\n");
+            let base = Labels::new();
+            let _ = read_rows(&stem, &text, chrono_tz::Europe::Rome, |event| {
+                if let Event::Row(h, _, row) = event {
+                    let _ = row.entity_key();
+                    for (col, _) in &row.values {
+                        let _ = series_labels(h, *col, &row.entity, &base);
+                    }
+                }
+                Ok::<(), ()>(())
+            });
+            for line in &lines {
+                let _ = stream::split_stat(line);
+            }
+        }
+    }
+
     #[test]
     fn local_time_and_dst() {
         let rome = chrono_tz::Europe::Rome;

@@ -411,24 +411,21 @@ fn ui_login_dashboards_logs_and_live_tail() {
         "location.hash = '#/targets'; return document.querySelector('[data-job=\"node\"] .up') !== null",
     );
 
-    // An LDAP user of the directory logs in as a viewer.
-    b.click(&b.wait_for("#logout"));
-    b.fill("#username", "ops");
-    b.fill("#password", "ldap-ops-password");
-    b.click(&b.wait_for("#login"));
-    b.wait_js(
-        "the LDAP user's session",
-        "const u = document.querySelector('header .user'); return u && u.textContent.includes('ops (viewer)')",
-    );
-    // A member of the admin group (memberOf, kept by slapd's overlay) is an admin.
-    b.click(&b.wait_for("#logout"));
-    b.fill("#username", "boss");
-    b.fill("#password", "ldap-boss-password");
-    b.click(&b.wait_for("#login"));
-    b.wait_js(
-        "the LDAP admin's session",
-        "const u = document.querySelector('header .user'); return u && u.textContent.includes('boss (admin)')",
-    );
+    // An LDAP user of the directory logs in as a viewer; a member of the
+    // admin group (memberOf, kept by slapd's overlay) as an admin.
+    for (user, password, shown) in [
+        ("ops", "ldap-ops-password", "ops (viewer)"),
+        ("boss", "ldap-boss-password", "boss (admin)"),
+    ] {
+        b.click(&b.wait_for("#logout"));
+        b.fill("#username", user);
+        b.fill("#password", password);
+        b.click(&b.wait_for("#login"));
+        b.wait_js(
+            &format!("{user}'s LDAP session"),
+            &format!("const u = document.querySelector('header .user'); return u && u.textContent.includes('{shown}')"),
+        );
+    }
     drop(b);
     drop(svc);
 }
