@@ -254,6 +254,49 @@ fn shipped_consul_examples_are_valid() {
     }
 }
 
+/// The role examples: the Monitoring node's configuration passes our
+/// check, the rsyslog forwarding snippet passes rsyslog's own validation
+/// (and a typo in it does not).
+#[test]
+fn role_examples_are_valid() {
+    let rsyslogd = require("rsyslogd", "rsyslog");
+    let roles = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/roles");
+    let ours = Command::new(OURS)
+        .arg("check-config")
+        .arg(roles.join("monitoring.yml"))
+        .output()
+        .unwrap();
+    assert!(
+        ours.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ours.stderr)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(roles.join("rsyslog-forward.conf")).unwrap();
+    for (name, conf, valid) in [
+        ("forward.conf", text.clone(), true),
+        (
+            "typo.conf",
+            text.replace("TCP_Framing", "TCP_Framin"),
+            false,
+        ),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, conf).unwrap();
+        let out = Command::new(&rsyslogd)
+            .args(["-N1", "-f"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.success(),
+            valid,
+            "rsyslogd -N1 on {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 /// One scrape by our scraper and by Prometheus of the same exporter: the same
 /// series (synthetic ones included), negotiated as OpenMetrics by both.
 #[test]
