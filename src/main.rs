@@ -899,9 +899,7 @@ fn import_zmstat(
             .to_string(),
     };
     let zone = timezone.unwrap_or_else(local_zone_name);
-    let tz: chrono_tz::Tz = zone
-        .parse()
-        .map_err(|_| anyhow!("unknown timezone {zone:?} (use an IANA name such as Europe/Rome)"))?;
+    let tz = carbonio_collector::config::parse_timezone(&zone).map_err(|e| anyhow!(e))?;
     let (store, _) = carbonio_collector::store::Store::open(data)?;
     let target = if watch { Target::Head } else { Target::Blocks };
     let mut importer = Importer::new(&store, data, &host, tz, target)?;

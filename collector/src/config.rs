@@ -530,12 +530,14 @@ fn default_max_message() -> usize {
 }
 
 fn timezone<'de, D: Deserializer<'de>>(d: D) -> Result<chrono_tz::Tz, D::Error> {
-    let s = String::deserialize(d)?;
-    s.parse::<chrono_tz::Tz>().map_err(|_| {
-        serde::de::Error::custom(format!(
-            "unknown timezone {s:?} (use an IANA name such as Europe/Rome)"
-        ))
-    })
+    parse_timezone(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+}
+
+/// An IANA zone name, with the error the configuration and the command
+/// line both report.
+pub fn parse_timezone(s: &str) -> Result<chrono_tz::Tz, String> {
+    s.parse::<chrono_tz::Tz>()
+        .map_err(|_| format!("unknown timezone {s:?} (use an IANA name such as Europe/Rome)"))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -85,12 +85,16 @@ pub fn split_cells(line: &str) -> Vec<&str> {
         .collect()
 }
 
+/// A row's `MM/DD/YYYY HH:MM:SS`, zone-less as zmstat writes it.
+pub fn local_time(cell: &str) -> Option<chrono::NaiveDateTime> {
+    chrono::NaiveDateTime::parse_from_str(cell.trim(), "%m/%d/%Y %H:%M:%S").ok()
+}
+
 /// Local time of a row to UTC milliseconds. At the repeated hour of a DST
 /// end the earlier instant is taken unless that would go back before
 /// `previous` (the row before it), which means the clock was set back.
 pub fn row_time(cell: &str, tz: chrono_tz::Tz, previous: Option<i64>) -> Result<i64, Skip> {
-    let naive = chrono::NaiveDateTime::parse_from_str(cell.trim(), "%m/%d/%Y %H:%M:%S")
-        .map_err(|_| Skip::BadTimestamp)?;
+    let naive = local_time(cell).ok_or(Skip::BadTimestamp)?;
     match tz.from_local_datetime(&naive) {
         chrono::LocalResult::Single(t) => Ok(t.timestamp_millis()),
         chrono::LocalResult::Ambiguous(early, late) => {

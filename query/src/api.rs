@@ -172,12 +172,7 @@ enum WebSession {
 /// carry the session's CSRF token (another site can make the browser send
 /// the cookie, not read the token).
 fn web_session(auth: &Auth, req: &Request) -> WebSession {
-    let Some(id) = req
-        .headers()
-        .get(header::COOKIE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(crate::auth::session::cookie_value)
-    else {
+    let Some(id) = crate::auth::session::id_in(req.headers()) else {
         return WebSession::Absent;
     };
     let Some(session) = auth.sessions.get(id) else {

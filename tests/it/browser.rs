@@ -204,19 +204,8 @@ fn bcrypt_hash(password: &str) -> String {
     bcrypt::hash(password, 4).unwrap()
 }
 
-fn send_log(logger: &std::path::Path, port: u16, tag: &str, text: &str) {
-    let status = Command::new(logger)
-        .args(["-n", "127.0.0.1", "-P", &port.to_string(), "-T"])
-        .args(["--octet-count", "--rfc5424", "-t", tag])
-        .arg(text)
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
 #[test]
 fn ui_login_dashboards_logs_and_live_tail() {
-    let logger = require("logger", "bsdutils");
     let slapd = crate::harness::slapd_with(crate::harness::LdapRole::Directory);
     crate::harness::ldap_add(
         &slapd,
@@ -271,7 +260,7 @@ fn ui_login_dashboards_logs_and_live_tail() {
     // With screenshots asked for, let some history build up first.
     if std::env::var_os("CARBONIO_SCREENSHOTS").is_some() {
         for i in 0..25 {
-            send_log(&logger, syslog, "postfix/smtp", &format!("{i:05X}: to=<u{i}@example.com>, relay=mx.example.net[192.0.2.1]:25, status=sent (250 ok)"));
+            crate::harness::send_syslog_tcp(syslog, "user.notice", "postfix/smtp", &format!("{i:05X}: to=<u{i}@example.com>, relay=mx.example.net[192.0.2.1]:25, status=sent (250 ok)"));
             std::thread::sleep(Duration::from_secs(1));
         }
     }
@@ -318,9 +307,9 @@ fn ui_login_dashboards_logs_and_live_tail() {
 
     // Log search, then a facet click adds a filter.
     for i in 0..3 {
-        send_log(
-            &logger,
+        crate::harness::send_syslog_tcp(
             syslog,
+            "user.notice",
             "uitest",
             &format!("ui test line {i} status=sent"),
         );
@@ -349,26 +338,7 @@ fn ui_login_dashboards_logs_and_live_tail() {
     );
 
     // A logs panel on a dashboard: the newest warnings.
-    let status = Command::new(&logger)
-        .args([
-            "-n",
-            "127.0.0.1",
-            "-P",
-            &syslog.to_string(),
-            "-T",
-            "--octet-count",
-        ])
-        .args([
-            "--rfc5424",
-            "-p",
-            "user.warning",
-            "-t",
-            "uitest",
-            "disk almost full",
-        ])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    crate::harness::send_syslog_tcp(syslog, "user.warning", "uitest", "disk almost full");
     b.goto(&format!("{base}#/d/carbonio-logs?from=now-15m&to=now"));
     b.wait_js(
         "the logs panel",
@@ -387,7 +357,12 @@ fn ui_login_dashboards_logs_and_live_tail() {
     b.wait_js("the live stream open", "return window.__tailOpen === true");
     let nonce = format!("live-{}", std::process::id());
     let sent = Instant::now();
-    send_log(&logger, syslog, "uitest", &format!("tail line {nonce}"));
+    crate::harness::send_syslog_tcp(
+        syslog,
+        "user.notice",
+        "uitest",
+        &format!("tail line {nonce}"),
+    );
     b.wait_js(
         "the live line",
         &format!("return document.querySelector('.lines tbody').textContent.includes('{nonce}')"),

@@ -232,7 +232,6 @@ fn firing(svc: &Service, name: &str) -> Vec<Value> {
 
 #[test]
 fn shipped_log_rules_fire_from_real_log_lines() {
-    let logger = require("logger", "bsdutils");
     let dir = tempfile::tempdir().unwrap();
     let audit = dir.path().join("audit.log");
     std::fs::write(&audit, "").unwrap();
@@ -286,13 +285,7 @@ fn shipped_log_rules_fire_from_real_log_lines() {
     // Postfix through syslog: 21 SASL failures from one address, 51
     // bounces, 101 deferrals.
     let send = |tag: &str, message: &str| {
-        let status = Command::new(&logger)
-            .args(["-n", "127.0.0.1", "-P", &syslog.to_string(), "-T"])
-            .args(["--octet-count", "--rfc5424", "-t", tag])
-            .arg(message)
-            .status()
-            .unwrap();
-        assert!(status.success());
+        crate::harness::send_syslog_tcp(syslog, "user.notice", tag, message)
     };
     for _ in 0..21 {
         send(

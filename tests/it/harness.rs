@@ -741,6 +741,20 @@ fn slapd_inner(role: LdapRole, tls: Option<(u16, PathBuf, PathBuf)>) -> Service 
     svc
 }
 
+/// One RFC 5424 message sent with util-linux `logger` over TCP (octet
+/// counting) to 127.0.0.1:`port`, at `priority` (`user.notice` is
+/// logger's own default) and with `tag` as the app.
+pub fn send_syslog_tcp(port: u16, priority: &str, tag: &str, text: &str) {
+    let logger = require("logger", "bsdutils");
+    let status = Command::new(logger)
+        .args(["-n", "127.0.0.1", "-P", &port.to_string(), "-T"])
+        .args(["--octet-count", "--rfc5424", "-p", priority, "-t", tag])
+        .arg(text)
+        .status()
+        .expect("running logger");
+    assert!(status.success(), "logger failed");
+}
+
 /// Adds LDIF to a test slapd as its rootdn.
 pub fn ldap_add(svc: &Service, ldif: &str) {
     let ldapadd = require("ldapadd", "ldap-utils");

@@ -120,13 +120,7 @@ fn log_lines_become_counters() {
         }
     }
     for (app, text) in &lines {
-        let status = Command::new(&logger)
-            .args(["-n", "127.0.0.1", "-P", &syslog.to_string(), "-T"])
-            .args(["--octet-count", "--rfc5424", "-t", app])
-            .arg(text)
-            .status()
-            .unwrap();
-        assert!(status.success());
+        crate::harness::send_syslog_tcp(syslog, "user.notice", app, text);
     }
     // audit.log: failures by protocol, and a success.
     let now = chrono::Utc::now().format("%Y-%m-%d %H:%M:%S,%3f");

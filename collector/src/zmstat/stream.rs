@@ -269,7 +269,7 @@ pub fn split_stat(text: &str) -> Option<(&str, &str, &str)> {
 /// The row's `MM/DD/YYYY HH:MM:SS`, in the zone whose offset brings it
 /// nearest to when the line was sent.
 fn sender_time(cell: &str, sent_ms: i64) -> Option<i64> {
-    let naive = chrono::NaiveDateTime::parse_from_str(cell.trim(), "%m/%d/%Y %H:%M:%S").ok()?;
+    let naive = super::local_time(cell)?;
     let as_utc = naive.and_utc().timestamp_millis();
     let offset =
         ((as_utc - sent_ms) as f64 / QUARTER_HOUR_MS as f64).round() as i64 * QUARTER_HOUR_MS;

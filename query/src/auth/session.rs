@@ -115,6 +115,14 @@ impl Sessions {
     }
 }
 
+/// The session id a request's `Cookie` header carries.
+pub fn id_in(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get(axum::http::header::COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(cookie_value)
+}
+
 /// The `cm_session` cookie's value in a `Cookie` header.
 pub fn cookie_value(header: &str) -> Option<&str> {
     header
