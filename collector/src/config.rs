@@ -70,6 +70,94 @@ pub struct Config {
     /// Counters made from log lines as they arrive.
     #[serde(default)]
     pub log_metrics: Vec<LogMetric>,
+    /// Where stored samples are also sent (Prometheus remote write 1.0).
+    #[serde(default)]
+    pub remote_write: Vec<RemoteWriteConfig>,
+}
+
+/// One `remote_write:` entry, as Prometheus's. Samples are read from the
+/// WAL, so a receiver that is down delays them instead of losing them.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteWriteConfig {
+    pub url: String,
+    /// Names the queue (its position file and metrics); default: derived
+    /// from the URL.
+    pub name: Option<String>,
+    #[serde(default = "default_remote_timeout")]
+    pub remote_timeout: Dur,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub write_relabel_configs: Vec<RelabelConfig>,
+    pub basic_auth: Option<BasicAuth>,
+    pub authorization: Option<Authorization>,
+    pub tls_config: Option<TlsConfig>,
+    #[serde(default)]
+    pub queue_config: QueueConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueConfig {
+    #[serde(default = "default_max_samples_per_send")]
+    pub max_samples_per_send: usize,
+    /// A batch that is not full is sent after this long.
+    #[serde(default = "default_batch_send_deadline")]
+    pub batch_send_deadline: Dur,
+    #[serde(default = "default_min_backoff")]
+    pub min_backoff: Dur,
+    #[serde(default = "default_max_backoff")]
+    pub max_backoff: Dur,
+    #[serde(default = "yes")]
+    pub retry_on_http_429: bool,
+    /// While the receiver is down, WAL segments are kept for it up to this
+    /// many bytes; beyond, the oldest unsent segments are given up (counted).
+    #[serde(default = "default_max_backlog_bytes")]
+    pub max_backlog_bytes: u64,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            max_samples_per_send: default_max_samples_per_send(),
+            batch_send_deadline: default_batch_send_deadline(),
+            min_backoff: default_min_backoff(),
+            max_backoff: default_max_backoff(),
+            retry_on_http_429: true,
+            max_backlog_bytes: default_max_backlog_bytes(),
+        }
+    }
+}
+
+fn default_remote_timeout() -> Dur {
+    Dur(Duration::from_secs(30))
+}
+fn default_max_samples_per_send() -> usize {
+    2000
+}
+fn default_batch_send_deadline() -> Dur {
+    Dur(Duration::from_secs(5))
+}
+fn default_min_backoff() -> Dur {
+    Dur(Duration::from_millis(30))
+}
+fn default_max_backoff() -> Dur {
+    Dur(Duration::from_secs(5))
+}
+fn default_max_backlog_bytes() -> u64 {
+    1 << 30
+}
+
+impl RemoteWriteConfig {
+    /// The queue's name: `name`, or a short hash of the URL as Prometheus
+    /// derives one.
+    pub fn queue_name(&self) -> String {
+        match &self.name {
+            Some(n) => n.clone(),
+            None => format!("{:08x}", crc32fast::hash(self.url.as_bytes())),
+        }
+    }
 }
 
 /// One `log_metrics:` entry: a counter of the log lines that match,
@@ -718,7 +806,7 @@ fn comma() -> String {
     ",".into()
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BasicAuth {
     pub username: String,
@@ -726,7 +814,7 @@ pub struct BasicAuth {
     pub password_file: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Authorization {
     #[serde(rename = "type", default = "bearer")]
@@ -772,7 +860,7 @@ fn bearer() -> String {
     "Bearer".into()
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     pub ca_file: Option<PathBuf>,
@@ -914,21 +1002,7 @@ impl Config {
                     .filter_map(|c| c.tls_config.as_ref()),
             );
             for t in tls_configs {
-                match t.min_version.as_deref() {
-                    None | Some("TLS12") | Some("TLS13") => {}
-                    Some(v @ ("TLS10" | "TLS11")) => {
-                        return Err(invalid(
-                            at,
-                            format!("tls_config min_version {v}: TLS 1.0 and 1.1 are not supported (TLS12 or TLS13)"),
-                        ))
-                    }
-                    Some(v) => {
-                        return Err(invalid(
-                            at,
-                            format!("tls_config min_version {v:?}: one of TLS12, TLS13"),
-                        ))
-                    }
-                }
+                check_min_version(t).map_err(|msg| invalid(at.clone(), msg))?;
             }
             for c in &sc.consul_sd_configs {
                 if c.token.is_some() && c.token_file.is_some() {
@@ -979,7 +1053,60 @@ impl Config {
                 metric_relabel,
             });
         }
+        let mut queues = HashSet::new();
+        for (i, rw) in cfg.remote_write.iter().enumerate() {
+            let at = format!("remote_write[{i}] (line {})", line_of(text, &rw.url));
+            let host = ["http://", "https://"]
+                .iter()
+                .find_map(|scheme| rw.url.strip_prefix(scheme));
+            if host.is_none_or(|h| h.is_empty() || h.starts_with('/')) {
+                return Err(invalid(
+                    at,
+                    format!("url {:?}: an http:// or https:// URL expected", rw.url),
+                ));
+            }
+            let name = rw.queue_name();
+            if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
+                return Err(invalid(
+                    at,
+                    format!("name {name:?}: a plain file name expected"),
+                ));
+            }
+            if !queues.insert(name.clone()) {
+                return Err(invalid(at, format!("duplicate remote write name {name:?}")));
+            }
+            if rw.basic_auth.is_some() && rw.authorization.is_some() {
+                return Err(invalid(
+                    at,
+                    "at most one of basic_auth and authorization must be configured".into(),
+                ));
+            }
+            if let Some(t) = &rw.tls_config {
+                check_min_version(t).map_err(|msg| invalid(at.clone(), msg))?;
+            }
+            let q = &rw.queue_config;
+            if q.max_samples_per_send == 0 || q.min_backoff.0 > q.max_backoff.0 {
+                return Err(invalid(
+                    at,
+                    "queue_config: max_samples_per_send must be positive and min_backoff at most max_backoff".into(),
+                ));
+            }
+            for (j, r) in rw.write_relabel_configs.iter().enumerate() {
+                r.compile()
+                    .map_err(|msg| invalid(format!("{at}, write_relabel_configs[{j}]"), msg))?;
+            }
+        }
         Ok((cfg, jobs))
+    }
+}
+
+fn check_min_version(t: &TlsConfig) -> Result<(), String> {
+    match t.min_version.as_deref() {
+        None | Some("TLS12") | Some("TLS13") => Ok(()),
+        Some(v @ ("TLS10" | "TLS11")) => Err(format!(
+            "tls_config min_version {v}: TLS 1.0 and 1.1 are not supported (TLS12 or TLS13)"
+        )),
+        Some(v) => Err(format!("tls_config min_version {v:?}: one of TLS12, TLS13")),
     }
 }
 
@@ -1012,6 +1139,40 @@ mod tests {
 
     fn parse(text: &str) -> Result<(Config, Vec<Job>), ConfigError> {
         Config::parse(Path::new("carbonio-monitor.yml"), text)
+    }
+
+    #[test]
+    fn remote_write_entries_are_checked() {
+        let (cfg, _) = parse(
+            "remote_write:\n  - url: https://mimir.example:9009/api/v1/push\n    queue_config:\n      max_samples_per_send: 500\n",
+        )
+        .unwrap();
+        let rw = &cfg.remote_write[0];
+        assert_eq!(rw.queue_config.max_samples_per_send, 500);
+        assert_eq!(
+            rw.queue_config.batch_send_deadline.0,
+            Duration::from_secs(5)
+        );
+        assert_eq!(rw.queue_name().len(), 8, "a name derived from the URL");
+        for (bad, says) in [
+            ("remote_write:\n  - url: mimir:9009\n", "http:// or https://"),
+            (
+                "remote_write:\n  - url: http://a/w\n    name: q\n  - url: http://b/w\n    name: q\n",
+                "duplicate",
+            ),
+            ("remote_write:\n  - url: http://a/w\n    name: ../x\n", "plain file name"),
+            (
+                "remote_write:\n  - url: http://a/w\n    write_relabel_configs:\n      - regex: '('\n",
+                "write_relabel_configs[0]",
+            ),
+            (
+                "remote_write:\n  - url: http://a/w\n    queue_config:\n      max_shards: 4\n",
+                "unknown field",
+            ),
+        ] {
+            let err = parse(bad).unwrap_err().to_string();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
     }
 
     const FULL: &str = r#"

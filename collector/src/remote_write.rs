@@ -3,6 +3,8 @@
 //! labels and samples. Exemplars, native histograms and metadata are not
 //! stored (their fields are skipped).
 
+pub mod send;
+
 use crate::relabel::Labels;
 use crate::scrape::parse::{valid_label_name, valid_metric_name};
 use prost::Message;
@@ -108,6 +110,17 @@ pub fn decode(body: &[u8]) -> Result<Vec<(Labels, i64, f64)>, WriteError> {
     Ok(out)
 }
 
+/// A request body: the series in order, each with its samples, as
+/// protobuf compressed with snappy's block format.
+pub fn encode(timeseries: Vec<TimeSeries>) -> Vec<u8> {
+    let raw = WriteRequest { timeseries }.encode_to_vec();
+    // Compressing a buffer we own cannot fail but for impossible sizes,
+    // which MAX_RECORD-bounded batches never reach.
+    snap::raw::Encoder::new()
+        .compress_vec(&raw)
+        .unwrap_or_default()
+}
+
 fn describe(labels: &Labels) -> String {
     let inner: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
     format!("{{{}}}", inner.join(", "))
@@ -118,8 +131,7 @@ mod tests {
     use super::*;
 
     fn body(series: Vec<TimeSeries>) -> Vec<u8> {
-        let raw = WriteRequest { timeseries: series }.encode_to_vec();
-        snap::raw::Encoder::new().compress_vec(&raw).unwrap()
+        encode(series)
     }
 
     fn label(name: &str, value: &str) -> Label {

@@ -2,6 +2,7 @@
 //! scrape counts per job, samples appended, WAL failures, reloads, and the
 //! store's head and block figures, bytes per sample included.
 
+use crate::remote_write::send::{QueueCounts, SendStats};
 use crate::store::logs::LogStore;
 use crate::store::Store;
 use crate::syslog::stats::{udp_receive_buffer_errors, ListenerCounts, SyslogStats};
@@ -85,6 +86,7 @@ pub fn render(
     logs: &Arc<LogStore>,
     syslog: &Arc<SyslogStats>,
     tail: &Arc<TailStats>,
+    remote_write: &Arc<SendStats>,
 ) -> String {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(SelfCollector {
@@ -93,6 +95,7 @@ pub fn render(
         logs: logs.clone(),
         syslog: syslog.clone(),
         tail: tail.clone(),
+        remote_write: remote_write.clone(),
     }));
     let mut out = String::new();
     if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &registry) {
@@ -118,6 +121,7 @@ struct SelfCollector {
     logs: Arc<LogStore>,
     syslog: Arc<SyslogStats>,
     tail: Arc<TailStats>,
+    remote_write: Arc<SendStats>,
 }
 
 impl std::fmt::Debug for SelfCollector {
@@ -276,11 +280,77 @@ impl Collector for SelfCollector {
             self.store.wal_bytes() as f64,
         )?;
         self.encode_logs(&mut enc)?;
+        self.encode_remote_write(&mut enc)?;
         self.encode_tail(&mut enc)
     }
 }
 
 impl SelfCollector {
+    fn encode_remote_write(&self, enc: &mut DescriptorEncoder) -> std::fmt::Result {
+        type Pick = fn(&QueueCounts) -> u64;
+        let queues = self.remote_write.snapshot();
+        let counters: [(&str, &str, Pick); 5] = [
+            (
+                "carbonio_collector_remote_write_samples_sent",
+                "Samples the receiver accepted",
+                |c| c.samples_sent,
+            ),
+            (
+                "carbonio_collector_remote_write_samples_failed",
+                "Samples the receiver refused with a non-retryable status (dropped)",
+                |c| c.samples_failed,
+            ),
+            (
+                "carbonio_collector_remote_write_samples_retried",
+                "Samples in requests that failed and were tried again",
+                |c| c.samples_retried,
+            ),
+            (
+                "carbonio_collector_remote_write_samples_dropped",
+                "Samples dropped by write_relabel_configs",
+                |c| c.samples_dropped,
+            ),
+            (
+                "carbonio_collector_remote_write_samples_given_up",
+                "Unsent samples given up because the backlog passed max_backlog_bytes",
+                |c| c.samples_given_up,
+            ),
+        ];
+        for (name, help, pick) in counters {
+            let rows = queues.iter().map(|(q, c)| {
+                (
+                    [("remote_name", q.as_str()), ("url", c.url.as_str())],
+                    ConstCounter::new(pick(c)),
+                )
+            });
+            family(enc, name, help, MetricType::Counter, rows)?;
+        }
+        family(
+            enc,
+            "carbonio_collector_remote_write_highest_sent_timestamp_seconds",
+            "Newest sample timestamp the receiver accepted",
+            MetricType::Gauge,
+            queues.iter().map(|(q, c)| {
+                (
+                    [("remote_name", q.as_str()), ("url", c.url.as_str())],
+                    ConstGauge::new(c.highest_sent_ms as f64 / 1000.0),
+                )
+            }),
+        )?;
+        family(
+            enc,
+            "carbonio_collector_remote_write_backlog_bytes",
+            "WAL bytes not yet sent (kept for the queue)",
+            MetricType::Gauge,
+            queues.iter().map(|(q, c)| {
+                (
+                    [("remote_name", q.as_str()), ("url", c.url.as_str())],
+                    ConstGauge::new(c.backlog_bytes as f64),
+                )
+            }),
+        )
+    }
+
     fn encode_tail(&self, enc: &mut DescriptorEncoder) -> std::fmt::Result {
         type Pick = fn(&FileCounts) -> u64;
         let files = self.tail.snapshot();

@@ -73,6 +73,9 @@ pub struct Collector {
     /// Log-derived counters, written to the store every scrape interval.
     log_metrics: Arc<crate::logmetrics::LogMetrics>,
     log_metrics_interval: Mutex<Duration>,
+    /// Remote-write queues of the running configuration.
+    remote_write: Mutex<Vec<crate::remote_write::send::Queue>>,
+    remote_write_stats: Arc<crate::remote_write::send::SendStats>,
 }
 
 /// Work done after a configuration reload, given the configuration just
@@ -120,6 +123,20 @@ impl Collector {
         let tail_stats = Arc::new(crate::tail::TailStats::default());
         let tailer =
             crate::tail::Tailer::start(config.tail.clone(), logs.clone(), tail_stats.clone());
+        // Before maintenance starts, so no flush removes what they must send.
+        let remote_write_stats = Arc::new(crate::remote_write::send::SendStats::default());
+        let queues = config
+            .remote_write
+            .iter()
+            .map(|rw| {
+                crate::remote_write::send::start(
+                    store.clone(),
+                    &options.data,
+                    rw.clone(),
+                    remote_write_stats.clone(),
+                )
+            })
+            .collect();
         let stats = Arc::new(Stats::default());
         stats.reloaded(true, manager::now_ms());
         let stash = StateStash::default();
@@ -152,6 +169,8 @@ impl Collector {
             reload_hooks: Mutex::new(Vec::new()),
             log_metrics,
             log_metrics_interval: Mutex::new(config.global.scrape_interval.0),
+            remote_write: Mutex::new(queues),
+            remote_write_stats,
         });
         let handle = {
             let c = collector.clone();
@@ -200,6 +219,7 @@ impl Collector {
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = config.global.scrape_interval.0;
         self.restart_tailer_if_changed(config.tail.clone());
+        self.restart_changed_queues(&config.remote_write);
         if config.syslog != self.syslog_config {
             tracing::warn!(
                 "the syslog section changed: its listeners keep their settings until a restart"
@@ -238,6 +258,33 @@ impl Collector {
             crate::tail::Tailer::start(tail.clone(), self.logs.clone(), self.tail_stats.clone());
         *slot = Some((tail, tailer));
         tracing::info!("file tailing restarted with the new tail section");
+    }
+
+    /// Queues whose settings changed restart from their saved position;
+    /// removed ones stop and release the WAL.
+    fn restart_changed_queues(&self, wanted: &[crate::config::RemoteWriteConfig]) {
+        let mut queues = self.remote_write.lock().unwrap_or_else(|p| p.into_inner());
+        let (kept, gone): (Vec<_>, Vec<_>) =
+            queues.drain(..).partition(|q| wanted.contains(&q.config));
+        for q in gone {
+            let name = q.config.queue_name();
+            drop(q);
+            if !wanted.iter().any(|w| w.queue_name() == name) {
+                self.store.unpin_wal(&name);
+            }
+        }
+        *queues = kept;
+        for rw in wanted {
+            if !queues.iter().any(|q| &q.config == rw) {
+                tracing::info!(queue = %rw.queue_name(), url = %rw.url, "remote write queue (re)started");
+                queues.push(crate::remote_write::send::start(
+                    self.store.clone(),
+                    &self.options.data,
+                    rw.clone(),
+                    self.remote_write_stats.clone(),
+                ));
+            }
+        }
     }
 
     fn shared(&self) -> Shared {
@@ -297,6 +344,7 @@ impl Collector {
             &self.logs,
             &self.syslog_stats,
             &self.tail_stats,
+            &self.remote_write_stats,
         )
     }
 
@@ -315,6 +363,11 @@ impl Collector {
         drop(self.tailer.lock().unwrap_or_else(|p| p.into_inner()).take());
         // Counts since the last write, before the store closes.
         self.write_log_metrics();
+        // Unsent samples stay in the WAL for the next start.
+        self.remote_write
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
         self.stop.store(true, Ordering::Relaxed);
         let handle = self
             .maintenance

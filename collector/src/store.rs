@@ -10,6 +10,7 @@ pub mod head;
 pub mod logs;
 pub mod record;
 pub mod wal;
+pub mod walfollow;
 
 use crate::relabel::Labels;
 use block::{BlockError, BlockMeta};
@@ -456,6 +457,9 @@ pub struct Store {
     head: RwLock<Head>,
     /// Serialises series-id allocation with the WAL order of series records.
     append_lock: std::sync::Mutex<()>,
+    /// WAL readers (remote-write senders) by name, with the first segment
+    /// each still needs; flushes keep those segments.
+    wal_pins: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
     _lock: std::fs::File,
 }
 
@@ -493,6 +497,7 @@ impl Store {
             wal,
             head: RwLock::new(head),
             append_lock: std::sync::Mutex::new(()),
+            wal_pins: std::sync::Mutex::new(std::collections::BTreeMap::new()),
             _lock: lock,
         };
         Ok((store, report))
@@ -589,8 +594,53 @@ impl Store {
             return Ok(None);
         }
         let (meta, _) = self.publish_block(&series, &mut samples, "")?;
-        self.wal.remove_before(first_kept_segment)?;
+        let pinned = self
+            .wal_pins
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .copied()
+            .min();
+        self.wal
+            .remove_before(pinned.map_or(first_kept_segment, |p| p.min(first_kept_segment)))?;
         Ok(Some(meta))
+    }
+
+    pub fn wal_dir(&self) -> std::path::PathBuf {
+        self.dir.join("wal")
+    }
+
+    /// Where the next WAL record will be written.
+    pub fn wal_end(&self) -> walfollow::Position {
+        let (segment, offset) = self.wal.end();
+        walfollow::Position { segment, offset }
+    }
+
+    /// Keeps WAL segments from `segment` on for the reader `name`.
+    pub fn pin_wal(&self, name: &str, segment: u64) {
+        self.wal_pins
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_string(), segment);
+    }
+
+    pub fn unpin_wal(&self, name: &str) {
+        self.wal_pins
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
+    }
+
+    /// Bytes in WAL segments from `segment` on.
+    pub fn wal_bytes_from(&self, segment: u64) -> u64 {
+        let dir = self.wal_dir();
+        wal::segments(&dir)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|s| *s >= segment)
+            .filter_map(|s| std::fs::metadata(wal::segment_path(&dir, s)).ok())
+            .map(|m| m.len())
+            .sum()
     }
 
     /// Records what a scrape said about its metric families; only metadata

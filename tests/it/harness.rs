@@ -68,6 +68,16 @@ impl Service {
         self.child = None;
     }
 
+    /// Stops the process (SIGTERM, as a service restart does) and hands
+    /// back its directory for the next start.
+    pub fn stop_keeping_dir(mut self) -> tempfile::TempDir {
+        if let Some(child) = self.child.as_mut() {
+            terminate(child);
+        }
+        self.child = None;
+        std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"))
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{}", self.port, path)
     }
@@ -844,8 +854,13 @@ pub fn prometheus_with_config(config: &str) -> Service {
 /// A real Prometheus in `dir` whose TSDB is `dir/data`: empty, or blocks
 /// written there beforehand (e.g. by `promtool tsdb create-blocks-from`).
 pub fn prometheus_with_storage(config: &str, dir: tempfile::TempDir) -> Service {
+    prometheus_at(config, dir, free_port(), &[])
+}
+
+/// A real Prometheus in `dir` (its TSDB in `dir/data`) on `port`, with
+/// extra flags; starting it again on the same `dir` and port is a restart.
+pub fn prometheus_at(config: &str, dir: tempfile::TempDir, port: u16, extra: &[&str]) -> Service {
     let bin = require("prometheus", "prometheus");
-    let port = free_port();
     std::fs::write(dir.path().join("prometheus.yml"), config).expect("prometheus.yml");
     let mut cmd = Command::new(bin);
     cmd.arg(format!(
@@ -856,7 +871,8 @@ pub fn prometheus_with_storage(config: &str, dir: tempfile::TempDir) -> Service 
         "--storage.tsdb.path={}",
         dir.path().join("data").display()
     ))
-    .arg(format!("--web.listen-address=127.0.0.1:{port}"));
+    .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+    .args(extra);
     let svc = spawn("prometheus", dir, port, cmd);
     wait_http_ok(&svc, "/-/ready");
     svc

@@ -10,7 +10,7 @@ use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex};
 
-const HEADER: usize = 8;
+pub(crate) const HEADER: usize = 8;
 /// Larger records are refused on append and treated as corruption on replay.
 pub const MAX_RECORD: usize = 64 << 20;
 pub const DEFAULT_SEGMENT_SIZE: u64 = 64 << 20;
@@ -53,7 +53,7 @@ pub struct Wal {
     synced_cv: Condvar,
 }
 
-fn segment_path(dir: &Path, n: u64) -> PathBuf {
+pub(crate) fn segment_path(dir: &Path, n: u64) -> PathBuf {
     dir.join(format!("{n:08}"))
 }
 
@@ -65,7 +65,7 @@ fn io_err(path: &Path) -> impl Fn(io::Error) -> WalError + '_ {
 }
 
 /// Segment numbers present in `dir`, ascending.
-fn segments(dir: &Path) -> Result<Vec<u64>, WalError> {
+pub(crate) fn segments(dir: &Path) -> Result<Vec<u64>, WalError> {
     let mut out: Vec<u64> = std::fs::read_dir(dir)
         .map_err(io_err(dir))?
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
@@ -274,6 +274,12 @@ impl Wal {
             self.rotate(&mut w)?;
         }
         Ok(w.segment)
+    }
+
+    /// Where the next record will go: (segment, byte offset in it).
+    pub fn end(&self) -> (u64, u64) {
+        let w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        (w.segment, w.segment_len)
     }
 
     pub fn current_segment(&self) -> u64 {
