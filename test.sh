@@ -10,7 +10,7 @@ PACKAGES=(
   prometheus-postgres-exporter prometheus-nginx-exporter
   postgresql postgresql-client slapd ldap-utils nginx openssl curl
   rsyslog rsyslog-openssl bsdutils logrotate prometheus-alertmanager systemd
-  chromium chromium-driver
+  chromium chromium-driver debootstrap
 )
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -22,6 +22,12 @@ if ((${#missing[@]})); then
   echo "installing: ${missing[*]}"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# The Debian package test builds the .deb with cargo-deb (pinned: it plans
+# to refuse the dev profile the test packages).
+if ! cargo deb --version 2>/dev/null | grep -q "3.8.0"; then
+  cargo install cargo-deb --version 3.8.0 --locked
 fi
 
 cargo fmt --all --check

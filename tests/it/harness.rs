@@ -305,7 +305,7 @@ pub fn wait_until(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool
     panic!("{what} not ready after {timeout:?}");
 }
 
-fn wait_http_ok(svc: &Service, path: &str) {
+pub fn wait_http_ok(svc: &Service, path: &str) {
     let url = svc.url(path);
     wait_until(
         &format!("{} at {url}", svc.name),
