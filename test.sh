@@ -10,7 +10,7 @@ PACKAGES=(
   prometheus-postgres-exporter prometheus-nginx-exporter
   postgresql postgresql-client slapd ldap-utils nginx openssl curl
   rsyslog rsyslog-openssl bsdutils logrotate prometheus-alertmanager systemd
-  chromium chromium-driver debootstrap
+  chromium chromium-driver debootstrap python3-venv
 )
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -28,6 +28,13 @@ fi
 # to refuse the dev profile the test packages).
 if ! cargo deb --version 2>/dev/null | grep -q "3.8.0"; then
   cargo install cargo-deb --version 3.8.0 --locked
+fi
+
+# An S3 server for the object storage tests (moto_server, from PyPI).
+MOTO="$HOME/.cache/carbonio-monitor/moto"
+if [ ! -x "$MOTO/bin/moto_server" ]; then
+  python3 -m venv "$MOTO"
+  "$MOTO/bin/pip" install -q 'moto[server]'
 fi
 
 cargo fmt --all --check

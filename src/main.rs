@@ -513,6 +513,11 @@ fn run_query(args: cli::QueryArgs) -> Result<()> {
         ),
     };
     let (engine, auth) = query_setup(&config, &args.data)?;
+    // Blocks the collector moved to object storage are read from there.
+    carbonio_collector::store::tier::install_configured(
+        config.storage.object_store.as_ref(),
+        &args.data,
+    )?;
     let metrics =
         carbonio_query::source::RefreshingSnapshot::open(args.data.clone(), args.refresh_interval)?;
     let logs = carbonio_query::source::RefreshingLogs::open(

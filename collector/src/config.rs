@@ -73,6 +73,61 @@ pub struct Config {
     /// Where stored samples are also sent (Prometheus remote write 1.0).
     #[serde(default)]
     pub remote_write: Vec<RemoteWriteConfig>,
+    /// Where finished blocks live besides the data directory.
+    #[serde(default)]
+    pub storage: StorageConfig,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// S3-compatible object storage for finished metric blocks (a restart
+    /// applies changes).
+    pub object_store: Option<ObjectStoreConfig>,
+}
+
+/// An S3-compatible bucket (AWS, MinIO, Ceph RGW, ...). Credentials not
+/// given here come from the environment (`AWS_ACCESS_KEY_ID`,
+/// `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObjectStoreConfig {
+    /// e.g. `http://minio.example.com:9000`; AWS's endpoint when absent.
+    pub endpoint: Option<String>,
+    pub bucket: String,
+    #[serde(default = "default_region")]
+    pub region: String,
+    /// This collector's folder in the bucket (collectors sharing a bucket
+    /// each take their own).
+    #[serde(default)]
+    pub prefix: String,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    /// A file holding the secret access key.
+    pub secret_access_key_file: Option<PathBuf>,
+    /// `http://endpoint/bucket/key` instead of `http://bucket.endpoint/key`
+    /// (MinIO and most self-hosted servers).
+    #[serde(default)]
+    pub path_style: bool,
+    /// Blocks whose newest sample is older than this are uploaded (after
+    /// compaction has joined them into days).
+    #[serde(default = "default_upload_after")]
+    pub upload_after: Dur,
+    /// Local copies of the parts of remote files queries read (default:
+    /// `DATA/object-cache`), at most `cache_max_bytes`.
+    pub cache_dir: Option<PathBuf>,
+    #[serde(default = "default_cache_max_bytes")]
+    pub cache_max_bytes: u64,
+}
+
+fn default_region() -> String {
+    "us-east-1".into()
+}
+fn default_upload_after() -> Dur {
+    Dur(Duration::from_secs(26 * 3600))
+}
+fn default_cache_max_bytes() -> u64 {
+    1 << 30
 }
 
 /// One `remote_write:` entry, as Prometheus's. Samples are read from the
@@ -1052,6 +1107,28 @@ impl Config {
                 relabel,
                 metric_relabel,
             });
+        }
+        if let Some(o) = &cfg.storage.object_store {
+            let at = format!(
+                "storage.object_store (line {})",
+                line_of(text, "object_store")
+            );
+            if o.bucket.is_empty() {
+                return Err(invalid(at, "bucket is empty".into()));
+            }
+            if o.secret_access_key.is_some() && o.secret_access_key_file.is_some() {
+                return Err(invalid(
+                    at,
+                    "at most one of secret_access_key & secret_access_key_file must be configured"
+                        .into(),
+                ));
+            }
+            if o.prefix.starts_with('/') || o.prefix.split('/').any(|p| p == "..") {
+                return Err(invalid(
+                    at,
+                    format!("prefix {:?}: a relative path expected", o.prefix),
+                ));
+            }
         }
         let mut queues = HashSet::new();
         for (i, rw) in cfg.remote_write.iter().enumerate() {

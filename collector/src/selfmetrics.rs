@@ -281,6 +281,44 @@ impl Collector for SelfCollector {
         )?;
         self.encode_logs(&mut enc)?;
         self.encode_remote_write(&mut enc)?;
+        if let Some(tier) = crate::store::tier::installed() {
+            let t = tier.stats();
+            for (name, help, v) in [
+                (
+                    "carbonio_collector_object_store_uploads",
+                    "Blocks uploaded to object storage",
+                    t.uploads,
+                ),
+                (
+                    "carbonio_collector_object_store_upload_bytes",
+                    "Bytes uploaded to object storage",
+                    t.upload_bytes,
+                ),
+                (
+                    "carbonio_collector_object_store_upload_failures",
+                    "Block uploads that failed (tried again)",
+                    t.upload_failures,
+                ),
+                (
+                    "carbonio_collector_object_store_range_requests",
+                    "Range requests reads made to object storage",
+                    t.range_requests,
+                ),
+                (
+                    "carbonio_collector_object_store_block_deletions",
+                    "Blocks deleted from object storage",
+                    t.deletes,
+                ),
+            ] {
+                counter(&mut enc, name, help, v)?;
+            }
+            gauge(
+                &mut enc,
+                "carbonio_collector_object_store_cache_bytes",
+                "Bytes of remote files held in the local cache",
+                t.cache.bytes as f64,
+            )?;
+        }
         self.encode_tail(&mut enc)
     }
 }

@@ -46,6 +46,8 @@ pub enum ServiceError {
     Listen(#[from] ListenError),
     #[error("starting the syslog runtime: {0}")]
     Runtime(std::io::Error),
+    #[error(transparent)]
+    Tier(#[from] crate::store::tier::TierError),
 }
 
 pub struct Collector {
@@ -92,6 +94,10 @@ impl Collector {
     /// starts scraping and maintenance.
     pub fn start(options: Options) -> Result<(Arc<Collector>, OpenReport), ServiceError> {
         let (config, jobs, text) = load(&options.config)?;
+        crate::store::tier::install_configured(
+            config.storage.object_store.as_ref(),
+            &options.data,
+        )?;
         let (store, report) = Store::open(&options.data)?;
         let store = Arc::new(store);
         let (logs, log_report) = LogStore::open(&options.data.join("logs"))?;
@@ -466,6 +472,11 @@ impl Collector {
                 .apply_retention(manager::now_ms(), max_age, self.options.retention_size)
         {
             tracing::error!(error = %e, "retention failed");
+        }
+        if let Some(tier) = crate::store::tier::installed() {
+            if let Err(e) = self.store.upload_blocks(tier, manager::now_ms()) {
+                tracing::error!(error = %e, "uploading blocks failed; they stay local and are tried again");
+            }
         }
     }
 }

@@ -8,7 +8,9 @@ mod chunk;
 mod concat;
 pub mod head;
 pub mod logs;
+pub mod rangecache;
 pub mod record;
+pub mod tier;
 pub mod wal;
 pub mod walfollow;
 
@@ -300,6 +302,57 @@ fn set_aside_damaged_blocks(dir: &Path) -> Result<Vec<std::path::PathBuf>, Store
     Ok(moved)
 }
 
+/// Deletes a block: a remote one is first set aside under a hidden name
+/// (no longer listed), then its objects go, then the directory.
+fn remove_block(dir: &Path) -> Result<(), StoreError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| BlockError::Io { path, source }
+    };
+    let Some(remote) = tier::Remote::read(dir) else {
+        std::fs::remove_dir_all(dir).map_err(io(dir))?;
+        return Ok(());
+    };
+    let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("block");
+    let hidden = dir.with_file_name(format!(".deleting-{name}"));
+    std::fs::rename(dir, &hidden).map_err(io(dir))?;
+    finish_deletion(&hidden, &remote)
+}
+
+fn finish_deletion(hidden: &Path, remote: &tier::Remote) -> Result<(), StoreError> {
+    let t = tier::installed().ok_or_else(|| {
+        tier::TierError::Config(format!(
+            "{}: a remote block to delete and no storage.object_store configured",
+            hidden.display()
+        ))
+    })?;
+    t.delete_block(remote)?;
+    std::fs::remove_dir_all(hidden).map_err(|source| BlockError::Io {
+        path: hidden.to_path_buf(),
+        source,
+    })?;
+    Ok(())
+}
+
+/// Deletions of remote blocks a crash (or the server) interrupted.
+fn finish_deletions(dir: &Path) {
+    let Ok(rd) = std::fs::read_dir(dir.join("blocks")) else {
+        return;
+    };
+    for e in rd.filter_map(|e| e.ok()) {
+        let path = e.path();
+        let hidden = e
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with(".deleting-"));
+        if let (true, Some(remote)) = (hidden, tier::Remote::read(&path)) {
+            if let Err(e) = finish_deletion(&path, &remote) {
+                tracing::warn!(block = %path.display(), error = %e, "deleting a remote block failed; tried again later");
+            }
+        }
+    }
+}
+
 /// Block directories under `DIR/blocks`, oldest first; unfinished `.tmp` ones left out.
 fn list_blocks(dir: &Path) -> Result<Vec<std::path::PathBuf>, StoreError> {
     let dir = dir.join("blocks");
@@ -442,6 +495,8 @@ fn lock_dir(dir: &Path) -> Result<std::fs::File, StoreError> {
 pub enum StoreError {
     #[error(transparent)]
     Wal(#[from] WalError),
+    #[error(transparent)]
+    Tier(#[from] tier::TierError),
     #[error(transparent)]
     Block(#[from] BlockError),
     #[error("{path}: {msg}")]
@@ -792,10 +847,7 @@ impl Store {
         let (meta, final_dir) = self.publish_block(&series, &mut samples, "c")?;
         for (dir, _) in inputs {
             if *dir != final_dir {
-                std::fs::remove_dir_all(dir).map_err(|source| BlockError::Io {
-                    path: dir.clone(),
-                    source,
-                })?;
+                remove_block(dir)?;
             }
         }
         tracing::info!(
@@ -829,10 +881,7 @@ impl Store {
             if !(too_old || too_big) {
                 continue;
             }
-            std::fs::remove_dir_all(dir).map_err(|source| BlockError::Io {
-                path: dir.clone(),
-                source,
-            })?;
+            remove_block(dir)?;
             total -= meta.bytes;
             removed += 1;
             tracing::info!(block = %dir.display(), too_old, too_big, "block removed by retention");
@@ -842,6 +891,34 @@ impl Store {
 
     fn blocks(&self) -> Result<Vec<std::path::PathBuf>, StoreError> {
         list_blocks(&self.dir)
+    }
+
+    /// Uploads blocks whose newest sample is older than the tier's
+    /// `upload_after`; finishes uploads a crash interrupted after marking.
+    /// Returns how many blocks went up.
+    pub fn upload_blocks(&self, tier: &tier::Tier, now_ms: i64) -> Result<usize, StoreError> {
+        finish_deletions(&self.dir);
+        let cutoff = now_ms - tier.upload_after().as_millis() as i64;
+        let mut uploaded = 0;
+        for dir in self.blocks()? {
+            let local = dir.join("samples.parquet");
+            if tier::Remote::read(&dir).is_some() {
+                if local.exists() {
+                    std::fs::remove_file(&local).map_err(|source| BlockError::Io {
+                        path: local.clone(),
+                        source,
+                    })?;
+                }
+                continue;
+            }
+            if read_meta(&dir).is_none_or(|m| m.max_time >= cutoff) {
+                continue;
+            }
+            let bytes = tier.upload_block(&dir)?;
+            tracing::info!(block = %dir.display(), bytes, to = tier.description(), "block uploaded to object storage");
+            uploaded += 1;
+        }
+        Ok(uploaded)
     }
 
     /// Totals over the blocks on disk, from their manifests.

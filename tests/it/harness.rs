@@ -951,3 +951,42 @@ pub fn mutual_tls(dir: &Path) -> MutualTls {
         client_key,
     }
 }
+
+// ---- S3 (moto_server) ----
+
+/// moto_server (PyPI `moto[server]`, an in-memory S3) on `port`, with
+/// `bucket` created. Restarting it on the same port gives an empty server.
+pub fn moto_on(port: u16, bucket: &str) -> Service {
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+    let bin = PathBuf::from(home).join(".cache/carbonio-monitor/moto/bin/moto_server");
+    assert!(
+        bin.exists(),
+        "{} not found: python3 -m venv ~/.cache/carbonio-monitor/moto && ~/.cache/carbonio-monitor/moto/bin/pip install 'moto[server]' (./test.sh does; needs the Debian package python3-venv)",
+        bin.display()
+    );
+    let mut cmd = Command::new(bin);
+    cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+    let svc = spawn(
+        "moto_server",
+        tempfile::tempdir().expect("tempdir"),
+        port,
+        cmd,
+    );
+    wait_until("moto_server answers", Duration::from_secs(30), || {
+        http_request("PUT", &svc.url(&format!("/{bucket}")), &[]).is_ok_and(|r| r.0 == 200)
+    });
+    svc
+}
+
+/// Keys and sizes in a moto bucket (up to 1000).
+pub fn s3_list(svc: &Service, bucket: &str) -> Vec<(String, u64)> {
+    let xml = get_text(&svc.url(&format!("/{bucket}?list-type=2")));
+    xml.split("<Contents>")
+        .skip(1)
+        .filter_map(|c| {
+            let key = c.split("<Key>").nth(1)?.split("</Key>").next()?;
+            let size = c.split("<Size>").nth(1)?.split("</Size>").next()?;
+            Some((key.to_string(), size.parse().ok()?))
+        })
+        .collect()
+}

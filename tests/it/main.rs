@@ -18,6 +18,7 @@ mod log_search;
 mod mesh;
 mod nginx;
 mod node;
+mod object_store;
 mod postgres;
 mod process;
 mod prometheus;

@@ -7,6 +7,7 @@
 
 use super::block::{bad_columns, read_series, BlockError};
 use super::head::Matcher;
+use super::tier::{Remote, Tier};
 use crate::relabel::Labels;
 use arrow_array::{Float64Array, Int64Array, UInt64Array};
 use bytes::Bytes;
@@ -23,7 +24,8 @@ use std::collections::HashMap;
 use std::ops::Range;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
-use std::sync::Mutex;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 /// Column positions in `samples.parquet`.
 const ID_COL: usize = 0;
@@ -47,6 +49,20 @@ pub struct FileIdentity {
 }
 
 impl FileIdentity {
+    /// A remote samples file: named by its key, never changed in place.
+    fn remote(r: &Remote) -> Self {
+        FileIdentity {
+            dev: 0,
+            ino: crc32fast::hash(r.key.as_bytes()) as u64,
+            len: r.bytes,
+            mtime_ns: 0,
+        }
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
     pub fn of(meta: &std::fs::Metadata) -> Self {
         FileIdentity {
             dev: meta.dev(),
@@ -93,6 +109,71 @@ fn io_err(path: &Path) -> impl Fn(std::io::Error) -> BlockError + '_ {
     }
 }
 
+/// A block's samples file: in the data directory, or in object storage
+/// (a `remote.json` marker in its place).
+pub(crate) enum SamplesFile {
+    Local(std::fs::File),
+    Remote(Remote, &'static Arc<Tier>),
+}
+
+impl SamplesFile {
+    /// Opens the samples file of the block in `dir`; gives its path (for
+    /// messages) and identity too.
+    pub(crate) fn open(dir: &Path) -> Result<(SamplesFile, FileIdentity, PathBuf), BlockError> {
+        let path = dir.join("samples.parquet");
+        match std::fs::File::open(&path) {
+            Ok(file) => {
+                let identity = FileIdentity::of(&file.metadata().map_err(io_err(&path))?);
+                Ok((SamplesFile::Local(file), identity, path))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let remote = Remote::read(dir).ok_or_else(|| io_err(&path)(e))?;
+                let tier = super::tier::installed().ok_or_else(|| BlockError::Io {
+                    path: path.clone(),
+                    source: std::io::Error::other(
+                        "the block's samples are in object storage and no storage.object_store is configured",
+                    ),
+                })?;
+                let identity = FileIdentity::remote(&remote);
+                Ok((SamplesFile::Remote(remote, tier), identity, path))
+            }
+            Err(e) => Err(io_err(&path)(e)),
+        }
+    }
+
+    /// The identity `open` would give, without opening anything remote.
+    pub(crate) fn identity(dir: &Path) -> Result<FileIdentity, BlockError> {
+        let path = dir.join("samples.parquet");
+        match std::fs::metadata(&path) {
+            Ok(m) => Ok(FileIdentity::of(&m)),
+            Err(e) => match Remote::read(dir) {
+                Some(r) if e.kind() == std::io::ErrorKind::NotFound => Ok(FileIdentity::remote(&r)),
+                _ => Err(io_err(&path)(e)),
+            },
+        }
+    }
+
+    fn pread(&self, start: u64, len: usize) -> std::io::Result<Bytes> {
+        match self {
+            SamplesFile::Local(file) => {
+                let mut buf = vec![0; len];
+                file.read_exact_at(&mut buf, start)?;
+                Ok(buf.into())
+            }
+            SamplesFile::Remote(remote, tier) => tier.read(remote, start, len),
+        }
+    }
+
+    /// A Parquet reader's view of the file.
+    pub(crate) fn reader(self, len: u64) -> impl ChunkReader + 'static {
+        Windowed {
+            file: self,
+            len,
+            windows: Mutex::new(Vec::new()),
+        }
+    }
+}
+
 fn pq_err(path: &Path) -> impl Fn(parquet::errors::ParquetError) -> BlockError + '_ {
     move |source| BlockError::Parquet {
         path: path.to_path_buf(),
@@ -111,9 +192,12 @@ impl BlockIndex {
     /// Parses the series table and the samples footer, and reads the
     /// series-id column once to find each series' rows.
     pub fn load(dir: &Path) -> Result<BlockIndex, BlockError> {
-        let path = dir.join("samples.parquet");
-        let file = std::fs::File::open(&path).map_err(io_err(&path))?;
-        let identity = FileIdentity::of(&file.metadata().map_err(io_err(&path))?);
+        let (file, identity, path) = SamplesFile::open(dir)?;
+        let file = Windowed {
+            file,
+            len: identity.len,
+            windows: Mutex::new(Vec::new()),
+        };
         let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
         let samples = ArrowReaderMetadata::load(&file, options).map_err(pq_err(&path))?;
         let mut series = read_series(dir)?;
@@ -131,7 +215,7 @@ impl BlockIndex {
             total += rg.num_rows().max(0) as usize;
         }
         let ids = ProjectionMask::leaves(samples.parquet_schema(), [ID_COL]);
-        let reader = open(&path, file, identity, &samples, ids, None)?;
+        let reader = open(&path, file, &samples, ids, None)?;
         let rows = series_rows(&path, reader, &series)?;
         Ok(BlockIndex {
             ts_pages: ts_pages(&meta, &group_starts),
@@ -188,21 +272,18 @@ impl BlockIndex {
         if pieces.is_empty() {
             return Ok(Vec::new());
         }
-        let path = dir.join("samples.parquet");
-        let file = std::fs::File::open(&path).map_err(io_err(&path))?;
-        if FileIdentity::of(&file.metadata().map_err(io_err(&path))?) != self.identity {
+        let (file, identity, path) = SamplesFile::open(dir)?;
+        if identity != self.identity {
             return Err(BlockError::Changed { path });
         }
+        let file = Windowed {
+            file,
+            len: identity.len,
+            windows: Mutex::new(Vec::new()),
+        };
         let columns = ProjectionMask::leaves(self.samples.parquet_schema(), [TS_COL, VALUE_COL]);
         let selection = self.selection(&pieces);
-        let reader = open(
-            &path,
-            file,
-            self.identity,
-            &self.samples,
-            columns,
-            Some(selection),
-        )?;
+        let reader = open(&path, file, &self.samples, columns, Some(selection))?;
         let mut out: Vec<SeriesSamples> = Vec::new();
         // The batches hold the pieces' rows back to back, in order.
         let mut pieces = pieces.into_iter();
@@ -308,17 +389,11 @@ impl BlockIndex {
 /// row groups and rows.
 fn open(
     path: &Path,
-    file: std::fs::File,
-    identity: FileIdentity,
+    file: Windowed,
     meta: &ArrowReaderMetadata,
     columns: ProjectionMask,
     selection: Option<(Vec<usize>, RowSelection)>,
 ) -> Result<ParquetRecordBatchReader, BlockError> {
-    let file = Windowed {
-        file,
-        len: identity.len,
-        windows: Mutex::new(Vec::new()),
-    };
     let mut builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta.clone())
         .with_projection(columns)
         .with_batch_size(BATCH_ROWS);
@@ -425,7 +500,7 @@ fn ts_pages(meta: &ParquetMetaData, group_starts: &[usize]) -> Vec<TsPage> {
 /// reader asks for one small page at a time, which with `File` costs a
 /// dup, a seek, a read and a close each.
 struct Windowed {
-    file: std::fs::File,
+    file: SamplesFile,
     len: u64,
     /// (offset, bytes), most recently read last.
     windows: Mutex<Vec<(u64, Bytes)>>,
@@ -433,9 +508,7 @@ struct Windowed {
 
 impl Windowed {
     fn pread(&self, start: u64, len: usize) -> std::io::Result<Bytes> {
-        let mut buf = vec![0; len];
-        self.file.read_exact_at(&mut buf, start)?;
-        Ok(buf.into())
+        self.file.pread(start, len)
     }
 }
 

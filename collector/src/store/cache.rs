@@ -5,7 +5,7 @@
 //! query role reopens its snapshot every few seconds.
 
 use super::block::BlockError;
-use super::blockindex::{BlockIndex, FileIdentity};
+use super::blockindex::{BlockIndex, SamplesFile};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock, Mutex};
@@ -35,13 +35,7 @@ fn lock() -> std::sync::MutexGuard<'static, Cache> {
 
 /// The index of the block in `dir`, loaded unless a current one is cached.
 pub fn get(dir: &Path) -> Result<Arc<BlockIndex>, BlockError> {
-    let samples = dir.join("samples.parquet");
-    let identity = std::fs::metadata(&samples)
-        .map(|m| FileIdentity::of(&m))
-        .map_err(|source| BlockError::Io {
-            path: samples,
-            source,
-        })?;
+    let identity = SamplesFile::identity(dir)?;
     {
         let mut cache = lock();
         cache.clock += 1;

@@ -1,0 +1,338 @@
+//! The object storage tier: finished metric blocks are uploaded to an
+//! S3-compatible bucket (`PREFIX/blocks/<block>/{series.parquet,
+//! samples.parquet,meta.json}`, the manifest last), verified (each object's
+//! size read back), and only then is the local `samples.parquet` replaced
+//! by a `remote.json` marker. The block's manifest and series table stay in
+//! the data directory as the catalog; reads of remote samples go through
+//! range requests and a bounded local chunk cache. An upload that fails
+//! (the server down, a crash) leaves the block local and is tried again.
+//!
+//! The tier is process-wide (`install`) because the block read path is too:
+//! blocks are found by listing the data directory, from any thread.
+
+use super::rangecache::{CacheStats, RangeCache};
+use crate::config::ObjectStoreConfig;
+use bytes::Bytes;
+use object_store::aws::AmazonS3Builder;
+use object_store::path::Path as ObjectPath;
+use object_store::{
+    ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig, WriteMultipart,
+};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+/// The marker a block directory holds once its samples are remote.
+pub const MARKER: &str = "remote.json";
+/// Files of a block, in upload order: the manifest last, so a block whose
+/// manifest is in the bucket is whole there.
+const FILES: [&str; 3] = ["series.parquet", "samples.parquet", "meta.json"];
+/// Larger files go up in parts of this size.
+const PART: usize = 16 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TierError {
+    #[error("object store: {0}")]
+    Store(#[from] object_store::Error),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("object storage configuration: {0}")]
+    Config(String),
+    #[error("upload of {key} not verified: {msg}")]
+    Verify { key: String, msg: String },
+    #[error("the object storage request was abandoned")]
+    Abandoned,
+}
+
+/// What `remote.json` says: where the block's samples are.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Remote {
+    pub key: String,
+    pub bytes: u64,
+}
+
+impl Remote {
+    pub fn read(dir: &Path) -> Option<Remote> {
+        serde_json::from_slice(&std::fs::read(dir.join(MARKER)).ok()?).ok()
+    }
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    uploads: AtomicU64,
+    upload_bytes: AtomicU64,
+    upload_failures: AtomicU64,
+    range_requests: AtomicU64,
+    deletes: AtomicU64,
+}
+
+pub struct Tier {
+    store: Arc<dyn ObjectStore>,
+    prefix: String,
+    description: String,
+    upload_after: Duration,
+    cache: RangeCache,
+    counts: Counts,
+    runtime: tokio::runtime::Runtime,
+}
+
+static INSTALLED: OnceLock<Arc<Tier>> = OnceLock::new();
+
+/// Makes `tier` the process's tier; false when one is installed already.
+pub fn install(tier: Arc<Tier>) -> bool {
+    INSTALLED.set(tier).is_ok()
+}
+
+pub fn installed() -> Option<&'static Arc<Tier>> {
+    INSTALLED.get()
+}
+
+/// Installs the tier `config` describes, if any. A process keeps the tier
+/// it started with: a changed section needs a restart.
+pub fn install_configured(
+    config: Option<&ObjectStoreConfig>,
+    data: &Path,
+) -> Result<(), TierError> {
+    let Some(c) = config else {
+        return Ok(());
+    };
+    if installed().is_some() {
+        return Ok(());
+    }
+    let tier = Tier::new(c, data)?;
+    tracing::info!(to = tier.description(), "object storage tier enabled");
+    install(Arc::new(tier));
+    Ok(())
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> TierError + '_ {
+    move |source| TierError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Figures for the self-metrics.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TierStats {
+    pub uploads: u64,
+    pub upload_bytes: u64,
+    pub upload_failures: u64,
+    pub range_requests: u64,
+    pub deletes: u64,
+    pub cache: CacheStats,
+}
+
+impl Tier {
+    pub fn new(c: &ObjectStoreConfig, data: &Path) -> Result<Tier, TierError> {
+        let mut b = AmazonS3Builder::from_env()
+            .with_bucket_name(&c.bucket)
+            .with_region(&c.region)
+            .with_virtual_hosted_style_request(!c.path_style)
+            // A server that is down fails an upload in seconds; it is
+            // tried again at the next maintenance pass.
+            .with_retry(RetryConfig {
+                max_retries: 2,
+                retry_timeout: Duration::from_secs(10),
+                ..RetryConfig::default()
+            })
+            .with_client_options(
+                ClientOptions::new()
+                    .with_connect_timeout(Duration::from_secs(5))
+                    .with_timeout(Duration::from_secs(60)),
+            );
+        if let Some(e) = &c.endpoint {
+            b = b.with_endpoint(e).with_allow_http(e.starts_with("http://"));
+        }
+        if let Some(k) = &c.access_key_id {
+            b = b.with_access_key_id(k);
+        }
+        if let Some(s) = &c.secret_access_key {
+            b = b.with_secret_access_key(s);
+        }
+        if let Some(f) = &c.secret_access_key_file {
+            let s = std::fs::read_to_string(f).map_err(io(f))?;
+            b = b.with_secret_access_key(s.trim_end());
+        }
+        let store = b.build()?;
+        let cache_dir = c
+            .cache_dir
+            .clone()
+            .unwrap_or_else(|| data.join("object-cache"));
+        let cache = RangeCache::open(&cache_dir, c.cache_max_bytes).map_err(io(&cache_dir))?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("object-store")
+            .enable_all()
+            .build()
+            .map_err(io(data))?;
+        Ok(Tier {
+            store: Arc::new(store),
+            prefix: c.prefix.trim_end_matches('/').to_string(),
+            description: format!(
+                "s3://{}/{} at {}",
+                c.bucket,
+                c.prefix,
+                c.endpoint.as_deref().unwrap_or("AWS")
+            ),
+            upload_after: c.upload_after.0,
+            cache,
+            counts: Counts::default(),
+            runtime,
+        })
+    }
+
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
+    pub fn upload_after(&self) -> Duration {
+        self.upload_after
+    }
+
+    pub fn stats(&self) -> TierStats {
+        let c = &self.counts;
+        TierStats {
+            uploads: c.uploads.load(Ordering::Relaxed),
+            upload_bytes: c.upload_bytes.load(Ordering::Relaxed),
+            upload_failures: c.upload_failures.load(Ordering::Relaxed),
+            range_requests: c.range_requests.load(Ordering::Relaxed),
+            deletes: c.deletes.load(Ordering::Relaxed),
+            cache: self.cache.stats(),
+        }
+    }
+
+    /// Runs a request on the tier's runtime and waits for it, from any
+    /// thread (the read path is synchronous).
+    fn run<T: Send + 'static>(
+        &self,
+        f: impl std::future::Future<Output = T> + Send + 'static,
+    ) -> Result<T, TierError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.runtime.spawn(async move {
+            let _ = tx.send(f.await);
+        });
+        rx.recv().map_err(|_| TierError::Abandoned)
+    }
+
+    fn key(&self, block: &str, file: &str) -> String {
+        if self.prefix.is_empty() {
+            format!("blocks/{block}/{file}")
+        } else {
+            format!("{}/blocks/{block}/{file}", self.prefix)
+        }
+    }
+
+    /// Uploads the block in `dir`, verifies it, marks it remote and drops
+    /// the local samples file. Returns the bytes uploaded.
+    pub fn upload_block(&self, dir: &Path) -> Result<u64, TierError> {
+        let result = self.try_upload_block(dir);
+        if result.is_err() {
+            self.counts.upload_failures.fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
+
+    fn try_upload_block(&self, dir: &Path) -> Result<u64, TierError> {
+        let name = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| TierError::Config(format!("{}: not a block", dir.display())))?;
+        let mut total = 0;
+        let mut sizes = Vec::new();
+        for file in FILES {
+            let local = dir.join(file);
+            let bytes = Bytes::from(std::fs::read(&local).map_err(io(&local))?);
+            let key = self.key(name, file);
+            sizes.push((key.clone(), bytes.len() as u64));
+            total += bytes.len() as u64;
+            self.put(key, bytes)?;
+        }
+        for (key, size) in &sizes {
+            let store = self.store.clone();
+            let path = ObjectPath::from(key.as_str());
+            let meta = self.run(async move { store.head(&path).await })??;
+            if meta.size != *size {
+                return Err(TierError::Verify {
+                    key: key.clone(),
+                    msg: format!("{} bytes in the bucket, {size} here", meta.size),
+                });
+            }
+        }
+        let remote = Remote {
+            key: self.key(name, "samples.parquet"),
+            bytes: sizes[1].1,
+        };
+        let marker = dir.join(MARKER);
+        let tmp = dir.join(".remote.json.tmp");
+        let text = serde_json::to_vec(&remote).unwrap_or_default();
+        std::fs::write(&tmp, text).map_err(io(&tmp))?;
+        std::fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(io(&tmp))?;
+        std::fs::rename(&tmp, &marker).map_err(io(&marker))?;
+        let samples = dir.join("samples.parquet");
+        std::fs::remove_file(&samples).map_err(io(&samples))?;
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io(dir))?;
+        self.counts.uploads.fetch_add(1, Ordering::Relaxed);
+        self.counts.upload_bytes.fetch_add(total, Ordering::Relaxed);
+        Ok(total)
+    }
+
+    fn put(&self, key: String, bytes: Bytes) -> Result<(), TierError> {
+        let store = self.store.clone();
+        let path = ObjectPath::from(key);
+        self.run(async move {
+            if bytes.len() <= PART {
+                return store.put(&path, PutPayload::from(bytes)).await.map(|_| ());
+            }
+            let upload = store.put_multipart(&path).await?;
+            let mut w = WriteMultipart::new_with_chunk_size(upload, PART);
+            w.put(bytes);
+            match w.finish().await {
+                Ok(_) => Ok(()),
+                Err(e) => Err(e),
+            }
+        })??;
+        Ok(())
+    }
+
+    /// Deletes a block's objects (those already gone are fine).
+    pub fn delete_block(&self, remote: &Remote) -> Result<(), TierError> {
+        let folder = remote
+            .key
+            .strip_suffix("samples.parquet")
+            .ok_or_else(|| TierError::Config(format!("unexpected key {}", remote.key)))?
+            .to_string();
+        for file in FILES {
+            let store = self.store.clone();
+            let path = ObjectPath::from(format!("{folder}{file}"));
+            match self.run(async move { store.delete(&path).await })? {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.counts.deletes.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Bytes [start, start + len) of a remote samples file.
+    pub fn read(&self, remote: &Remote, start: u64, len: usize) -> std::io::Result<Bytes> {
+        let fetch = |range: std::ops::Range<u64>| -> std::io::Result<Bytes> {
+            self.counts.range_requests.fetch_add(1, Ordering::Relaxed);
+            let store = self.store.clone();
+            let path = ObjectPath::from(remote.key.as_str());
+            self.run(async move { store.get_range(&path, range).await })
+                .map_err(std::io::Error::other)?
+                .map_err(std::io::Error::other)
+        };
+        self.cache
+            .read(&remote.key, remote.bytes, start, len, &fetch)
+    }
+}
