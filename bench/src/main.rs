@@ -12,6 +12,7 @@ mod ingest;
 mod loglayout;
 mod logs;
 mod logsearch;
+mod objectstore;
 mod promql;
 mod rules;
 mod services;
@@ -186,6 +187,24 @@ enum Cmd {
         #[arg(long)]
         work: Option<PathBuf>,
     },
+    /// 24 h PromQL range queries over blocks in object storage (moto_server) next to the same blocks on local disk, cold and warm.
+    ObjectStore {
+        /// Monitored hosts in `bench promql`'s dataset.
+        #[arg(long, default_value_t = 8)]
+        instances: usize,
+        /// Cold runs per query and store (each also followed by 5 warm runs).
+        #[arg(long, default_value_t = 5)]
+        reps: usize,
+        /// Where the dataset and both stores go (kept and reused).
+        #[arg(long, default_value = "target/bench-object-store")]
+        work: PathBuf,
+        /// moto_server [default: ~/.cache/carbonio-monitor/moto/bin/moto_server].
+        #[arg(long)]
+        moto: Option<PathBuf>,
+        /// Our binary [default: $CARGO_TARGET_DIR or <workspace>/target, then release/carbonio-monitor].
+        #[arg(long)]
+        binary: Option<PathBuf>,
+    },
     /// Import rate of a year of generated zmstat files, and our import of its first days next to promtool's backfill of the same samples.
     ZmstatImport {
         /// Days of zmstat files to generate and import.
@@ -296,6 +315,22 @@ fn main() -> Result<()> {
                 work,
             },
         ),
+        Cmd::ObjectStore {
+            instances,
+            reps,
+            work,
+            moto,
+            binary,
+        } => objectstore::run(&objectstore::Options {
+            binary: release_binary(binary),
+            moto: moto.unwrap_or_else(|| {
+                PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
+                    .join(".cache/carbonio-monitor/moto/bin/moto_server")
+            }),
+            work,
+            instances,
+            reps,
+        }),
         Cmd::Promql {
             instances,
             cpus,

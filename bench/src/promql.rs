@@ -19,7 +19,7 @@ const PROMETHEUS: &str = "/usr/bin/prometheus";
 const PROMTOOL: &str = "/usr/bin/promtool";
 /// End of the generated data (Unix seconds): fixed so runs are comparable.
 /// Prometheus's retention counts from its newest block, not the clock.
-const DATA_END: i64 = 1_700_000_000;
+pub(crate) const DATA_END: i64 = 1_700_000_000;
 /// The span our collector compacts blocks to (collector/src/service.rs).
 const COMPACT_SPAN_MS: i64 = 24 * 3600 * 1000;
 /// Relative tolerance when comparing the two answers.
@@ -264,7 +264,7 @@ struct Row {
 /// Writes the dataset and loads it into both stores under `work`, reusing
 /// what a previous run with the same parameters left there. Returns the
 /// series and sample counts.
-fn prepare(work: &Path, opts: &Options) -> Result<(usize, usize)> {
+pub(crate) fn prepare(work: &Path, opts: &Options) -> Result<(usize, usize)> {
     let stamp = format!(
         "instances={} cpus={} hours={} interval={} end={DATA_END}\n",
         opts.instances, opts.cpus, opts.hours, opts.interval

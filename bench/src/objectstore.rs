@@ -1,0 +1,265 @@
+//! `bench object-store`: latency of 24 h PromQL range queries over blocks in
+//! object storage next to the same blocks on local disk, cold and warm.
+//! The dataset is `bench promql`'s (generated, imported, compacted to day
+//! blocks); a copy of the store is uploaded to moto_server (an S3 server
+//! from PyPI) and read back by `carbonio-monitor query` with the
+//! configuration's object store. Cold: a fresh query process, an empty
+//! chunk cache and, when this runs as root, the kernel's page cache dropped
+//! first. Warm: the same query again in the same process.
+
+use crate::{free_port, promql};
+use anyhow::{bail, Context, Result};
+use carbonio_collector::store::{tier, Store};
+use sha2::Digest;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "bench-object-store-token";
+const BUCKET: &str = "carbonio-bench";
+
+pub struct Options {
+    pub binary: PathBuf,
+    pub moto: PathBuf,
+    pub work: PathBuf,
+    pub instances: usize,
+    pub reps: usize,
+}
+
+const QUERIES: &[(&str, &str)] = &[
+    (
+        "cpu busy by instance",
+        r#"sum by (instance) (rate(node_cpu_seconds_total{mode!="idle"}[5m]))"#,
+    ),
+    (
+        "http rate by code",
+        "sum by (code) (rate(http_requests_total[5m]))",
+    ),
+    (
+        "p99 latency",
+        "histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket[5m])))",
+    ),
+];
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(300))
+        .build()
+}
+
+fn wait_for(url: &str, what: &str) -> Result<()> {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(60) {
+        if agent().get(url).call().is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bail!("{what} did not answer {url} within 60 s")
+}
+
+fn config(work: &Path, moto_port: u16, cache: &Path) -> Result<PathBuf> {
+    let sha = sha2::Sha256::digest(TOKEN.as_bytes());
+    let hex: String = sha.iter().map(|b| format!("{b:02x}")).collect();
+    let path = work.join("object-store.yml");
+    std::fs::write(
+        &path,
+        format!(
+            "auth:\n  tokens:\n    - name: bench\n      sha256: {hex}\n\
+             storage:\n  object_store:\n    endpoint: http://127.0.0.1:{moto_port}\n    bucket: {BUCKET}\n\
+             \x20   access_key_id: bench\n    secret_access_key: bench\n    path_style: true\n\
+             \x20   upload_after: 0s\n    cache_dir: {}\n",
+            cache.display()
+        ),
+    )?;
+    Ok(path)
+}
+
+fn drop_page_cache() -> bool {
+    unsafe { libc::sync() };
+    std::fs::write("/proc/sys/vm/drop_caches", "1").is_ok()
+}
+
+/// Cold and warm latency (ms) of `query` on `data`, and the bytes the cold
+/// run left in the chunk cache.
+fn measure(
+    opts: &Options,
+    data: &Path,
+    cfg: &Path,
+    cache: &Path,
+    query: &str,
+) -> Result<(Vec<f64>, Vec<f64>, u64)> {
+    let (start, end) = (promql::DATA_END - 24 * 3600, promql::DATA_END);
+    let (mut cold, mut warm) = (Vec::new(), Vec::new());
+    let mut fetched = 0;
+    for _ in 0..opts.reps {
+        let _ = std::fs::remove_dir_all(cache);
+        drop_page_cache();
+        let port = free_port()?;
+        let child = Command::new(&opts.binary)
+            .args(["query", "--config"])
+            .arg(cfg)
+            .arg("--data")
+            .arg(data)
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting carbonio-monitor query")?;
+        let _child = Killed(child);
+        let base = format!("http://127.0.0.1:{port}");
+        wait_for(&format!("{base}/-/ready"), "carbonio-monitor query")?;
+        let run = || -> Result<f64> {
+            let t = Instant::now();
+            let body = agent()
+                .get(&format!("{base}/api/v1/query_range"))
+                .query("query", query)
+                .query("start", &start.to_string())
+                .query("end", &end.to_string())
+                .query("step", "60")
+                .set("Authorization", &format!("Bearer {TOKEN}"))
+                .call()
+                .with_context(|| format!("{query} on {}", data.display()))?
+                .into_string()?;
+            let ms = t.elapsed().as_secs_f64() * 1000.0;
+            if !body.contains("\"result\":[{") {
+                bail!("{query}: no data: {}", &body[..body.len().min(300)]);
+            }
+            Ok(ms)
+        };
+        cold.push(run()?);
+        fetched = dir_bytes(cache);
+        for _ in 0..5 {
+            warm.push(run()?);
+        }
+    }
+    Ok((cold, warm, fetched))
+}
+
+fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok()?.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+pub fn run(opts: &Options) -> Result<()> {
+    if !opts.moto.is_file() {
+        bail!(
+            "{} not found: python3 -m venv ~/.cache/carbonio-monitor/moto && ~/.cache/carbonio-monitor/moto/bin/pip install 'moto[server]'",
+            opts.moto.display()
+        );
+    }
+    std::fs::create_dir_all(&opts.work)?;
+    let dataset = promql::Options {
+        instances: opts.instances,
+        cpus: 4,
+        hours: 24,
+        interval: 15,
+        reps: opts.reps,
+        warmup: 0,
+        filter: None,
+        work: Some(opts.work.clone()),
+    };
+    let (series, samples) = promql::prepare(&opts.work, &dataset)?;
+    let local = opts.work.join("ours");
+    let remote = opts.work.join("ours-s3");
+    let _ = std::fs::remove_dir_all(&remote);
+    let out = Command::new("cp")
+        .arg("-a")
+        .arg(&local)
+        .arg(&remote)
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "copying the store: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    let moto_port = free_port()?;
+    let moto = Command::new(&opts.moto)
+        .args(["-H", "127.0.0.1", "-p", &moto_port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting moto_server")?;
+    let _moto = Killed(moto);
+    let bucket_url = format!("http://127.0.0.1:{moto_port}/{BUCKET}");
+    let start = Instant::now();
+    while agent().put(&bucket_url).call().is_err() {
+        if start.elapsed() > Duration::from_secs(30) {
+            bail!("moto_server did not start");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    let cache = opts.work.join("object-cache");
+    let cfg = config(&opts.work, moto_port, &cache)?;
+    let (parsed, _) = carbonio_collector::config::Config::load(&cfg)?;
+    let Some(os) = parsed.storage.object_store.as_ref() else {
+        bail!("no object store in {}", cfg.display());
+    };
+    let t = tier::Tier::new(os, &remote)?;
+    tier::install(std::sync::Arc::new(t));
+    let Some(installed) = tier::installed() else {
+        bail!("the object storage tier is not installed");
+    };
+    let t0 = Instant::now();
+    let uploaded = {
+        let (store, _) = Store::open(&remote)?;
+        store.upload_blocks(installed, i64::MAX)?
+    };
+    let upload_s = t0.elapsed().as_secs_f64();
+    let stats = installed.stats();
+    eprintln!(
+        "{series} series, {samples} samples; {uploaded} blocks ({:.1} MB) uploaded to moto_server in {upload_s:.1} s",
+        stats.upload_bytes as f64 / 1e6
+    );
+    let dropped = drop_page_cache();
+
+    println!(
+        "| 24 h query (step 60 s) | local cold ms | local warm ms | S3 cold ms | S3 warm ms | S3/local cold | S3/local warm | fetched cold |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
+    for (name, query) in QUERIES {
+        let (mut lc, mut lw, _) = measure(opts, &local, &cfg, &cache, query)?;
+        let (mut rc, mut rw, fetched) = measure(opts, &remote, &cfg, &cache, query)?;
+        let (lc, lw, rc, rw) = (
+            median(&mut lc),
+            median(&mut lw),
+            median(&mut rc),
+            median(&mut rw),
+        );
+        println!(
+            "| {name} | {lc:.1} | {lw:.1} | {rc:.1} | {rw:.1} | {:.2} | {:.2} | {:.1} MB |",
+            rc / lc,
+            rw / lw,
+            fetched as f64 / 1e6
+        );
+    }
+    println!(
+        "\nmedians of {} cold runs (fresh process, empty chunk cache{}) and {} warm runs; moto_server on 127.0.0.1 (no network latency)",
+        opts.reps,
+        if dropped { ", page cache dropped" } else { "; page cache NOT dropped (not root)" },
+        opts.reps * 5
+    );
+    Ok(())
+}
