@@ -104,24 +104,14 @@ impl RangeCache {
         let last = (end - 1) / CHUNK;
         let mut parts: Vec<Bytes> = Vec::new();
         for n in first..=last {
-            let chunk = self.chunk(key, size, n, fetch)?;
-            let from = if n == first {
-                (start - n * CHUNK) as usize
-            } else {
-                0
-            };
+            let chunk_len = ((n + 1) * CHUNK).min(size) - n * CHUNK;
+            let from = if n == first { start - n * CHUNK } else { 0 };
             let to = if n == last {
-                (end - n * CHUNK) as usize
+                end - n * CHUNK
             } else {
-                chunk.len()
+                chunk_len
             };
-            if to > chunk.len() || from > to {
-                return Err(io::Error::other(format!(
-                    "{key}: cached chunk {n} is {} bytes, shorter than expected",
-                    chunk.len()
-                )));
-            }
-            parts.push(chunk.slice(from..to));
+            parts.push(self.chunk(key, size, n, from..to, fetch)?);
         }
         if parts.len() == 1 {
             return Ok(parts.remove(0));
@@ -129,11 +119,14 @@ impl RangeCache {
         Ok(Bytes::from(parts.concat()))
     }
 
+    /// Bytes `part` (offsets within the chunk) of chunk `n`; a held chunk
+    /// is read in place, a missing one fetched whole and kept.
     fn chunk(
         &self,
         key: &str,
         size: u64,
         n: u64,
+        part: std::ops::Range<u64>,
         fetch: &dyn Fn(std::ops::Range<u64>) -> io::Result<Bytes>,
     ) -> io::Result<Bytes> {
         let name = chunk_name(key, n);
@@ -151,8 +144,13 @@ impl RangeCache {
             }
         };
         if held {
-            match std::fs::read(&path) {
-                Ok(b) => return Ok(Bytes::from(b)),
+            use std::os::unix::fs::FileExt;
+            match std::fs::File::open(&path) {
+                Ok(f) => {
+                    let mut buf = vec![0u8; (part.end - part.start) as usize];
+                    f.read_exact_at(&mut buf, part.start)?;
+                    return Ok(Bytes::from(buf));
+                }
                 // Evicted meanwhile: fetch it again.
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e),
@@ -183,7 +181,7 @@ impl RangeCache {
             drop(s);
             self.evict();
         }
-        Ok(bytes)
+        Ok(bytes.slice(part.start as usize..part.end as usize))
     }
 
     fn evict(&self) {
