@@ -81,8 +81,8 @@ pub struct Config {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StorageConfig {
-    /// S3-compatible object storage for finished metric blocks (a restart
-    /// applies changes).
+    /// S3-compatible object storage for finished metric blocks and log
+    /// parts (a restart applies changes).
     pub object_store: Option<ObjectStoreConfig>,
 }
 
@@ -113,6 +113,10 @@ pub struct ObjectStoreConfig {
     /// compaction has joined them into days).
     #[serde(default = "default_upload_after")]
     pub upload_after: Dur,
+    /// How long an uploaded log part's local files stay (searches that
+    /// listed them may still read them).
+    #[serde(default = "default_local_grace")]
+    pub local_grace: Dur,
     /// Local copies of the parts of remote files queries read (default:
     /// `DATA/object-cache`), at most `cache_max_bytes`.
     pub cache_dir: Option<PathBuf>,
@@ -125,6 +129,9 @@ fn default_region() -> String {
 }
 fn default_upload_after() -> Dur {
     Dur(Duration::from_secs(26 * 3600))
+}
+fn default_local_grace() -> Dur {
+    Dur(Duration::from_secs(300))
 }
 fn default_cache_max_bytes() -> u64 {
     1 << 30

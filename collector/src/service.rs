@@ -447,6 +447,11 @@ impl Collector {
         {
             tracing::error!(error = %e, "log retention failed");
         }
+        if let Some(tier) = crate::store::tier::installed() {
+            if let Err(e) = self.logs.upload_parts(tier, now_ns, tier.local_grace()) {
+                tracing::error!(error = %e, "uploading log parts failed; they stay local and are tried again");
+            }
+        }
     }
 
     /// Flush the head to a block, merge small blocks up to a day, apply retention.

@@ -106,6 +106,21 @@ impl TableProvider for LogsTable {
             }
             inputs.push(DataSourceExec::from_data_source(config.build()));
         }
+        if !view.remote.is_empty() {
+            let url = remote::register(state.runtime_env(), &view.remote)?;
+            let mut source = ParquetSource::new(self.schema.clone());
+            if let Some(predicate) = conjunction(filters.to_vec()) {
+                let df_schema = DFSchema::try_from(self.schema.as_ref().clone())?;
+                source = source.with_predicate(state.create_physical_expr(predicate, &df_schema)?);
+            }
+            let mut config = FileScanConfigBuilder::new(url, Arc::new(source))
+                .with_projection_indices(projection.cloned())?
+                .with_limit(limit);
+            for (key, size) in &view.remote {
+                config = config.with_file(PartitionedFile::new(key.clone(), *size));
+            }
+            inputs.push(DataSourceExec::from_data_source(config.build()));
+        }
         if let Some(head) = view.head {
             inputs.push(MemorySourceConfig::try_new_exec(
                 &[vec![head]],
@@ -198,5 +213,6 @@ fn nanos(e: &Expr) -> Option<i64> {
     }
 }
 
+mod remote;
 #[cfg(test)]
 mod tests;

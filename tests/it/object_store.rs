@@ -342,3 +342,138 @@ fn blocks_in_object_storage_answer_as_local_ones_through_a_crash_compaction_and_
     assert_bucket_matches(&moto, &s3_data);
     assert_same_answers(&local, &remote, now - 26 * 3600, to, &["tier_test"]);
 }
+
+/// RFC 5424 lines over TCP (octet-counted), `n` of them `secs_apart` from
+/// `from` (Unix seconds), with messages `<tag>-<i>`.
+fn send_lines(port: u16, tag: &str, from: i64, n: usize) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut out = Vec::new();
+    for i in 0..n {
+        let ts = chrono::DateTime::from_timestamp(from + i as i64, 0)
+            .unwrap()
+            .format("%Y-%m-%dT%H:%M:%SZ");
+        let msg = format!("<22>1 {ts} mta1 postfix/smtpd 7 - - {tag}-{i:05} connect from client");
+        out.extend_from_slice(format!("{} {msg}", msg.len()).as_bytes());
+    }
+    s.write_all(&out).unwrap();
+}
+
+fn sql_count(svc: &Service, where_: &str) -> u64 {
+    let q = format!("SELECT count(*) AS n FROM logs {where_}");
+    query(svc, &format!("/api/v1/sql?query={}", percent_encode(&q)))["rows"][0]["n"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+/// Log parts of a data directory: (name, files kept locally, remote).
+fn parts(data: &Path) -> Vec<(String, usize, bool)> {
+    let mut out: Vec<(String, usize, bool)> = std::fs::read_dir(data.join("logs/parts"))
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'))
+                .map(|p| {
+                    let local = std::fs::read_dir(&p)
+                        .unwrap()
+                        .filter(|e| {
+                            e.as_ref().is_ok_and(|e| {
+                                e.file_name().to_string_lossy().ends_with(".parquet")
+                            })
+                        })
+                        .count();
+                    let name = p.file_name().unwrap().to_string_lossy().to_string();
+                    (name, local, p.join("remote.json").exists())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+#[test]
+fn log_parts_in_object_storage_are_searched_compacted_and_expired() {
+    let dir = tempfile::tempdir().unwrap();
+    let moto = moto_on(free_port(), BUCKET);
+    let syslog_port = free_port();
+    let cfg = dir.path().join("logs.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "syslog:\n  listeners:\n    - protocol: tcp\n      address: 127.0.0.1:{syslog_port}\n\
+             storage:\n  object_store:\n    endpoint: http://127.0.0.1:{}\n    bucket: {BUCKET}\n\
+             \x20   prefix: collector-a\n    access_key_id: test\n    secret_access_key: test\n\
+             \x20   path_style: true\n    upload_after: 0s\n    local_grace: 1s\n",
+            moto.port
+        ),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let logs_flush = ["--storage.logs.flush-interval=1s"];
+    let svc = start(&data, &cfg, &logs_flush);
+    // An hour that is over: its lines arrive in two flushes.
+    let hour = (unix_now() / 3600 - 3) * 3600;
+    send_lines(syslog_port, "early", hour + 60, 400);
+    wait_until("the first part is remote", Duration::from_secs(60), || {
+        let p = parts(&data);
+        p.len() == 1 && p[0].1 == 0 && p[0].2
+    });
+    let first = parts(&data)[0].0.clone();
+    assert_eq!(sql_count(&svc, ""), 400);
+    let (from, to) = (hour, hour + 3600);
+    let found = |q: &str| -> usize {
+        query(
+            &svc,
+            &format!(
+                "/api/v1/logs/query?query={}&start={from}&end={to}&limit=1000",
+                percent_encode(q)
+            ),
+        )["lines"]
+            .as_array()
+            .map_or(0, Vec::len)
+    };
+    assert_eq!(found("early-00042"), 1, "a token in a remote file");
+    assert_eq!(found("\"connect from\""), 400);
+    let keys: Vec<String> = s3_list(&moto, BUCKET).into_iter().map(|(k, _)| k).collect();
+    assert!(
+        keys.iter().any(
+            |k| k.starts_with(&format!("collector-a/logs/parts/{first}/"))
+                && k.ends_with("meta.json")
+        ),
+        "{keys:?}"
+    );
+
+    // More lines for the same hour: compaction joins the remote part with
+    // the new one (brought back, merged, uploaded; the inputs deleted).
+    send_lines(syslog_port, "late", hour + 1800, 300);
+    wait_until(
+        "the hour is one remote part again",
+        Duration::from_secs(60),
+        || {
+            let p = parts(&data);
+            p.len() == 1 && p[0].0 != first && p[0].1 == 0 && p[0].2
+        },
+    );
+    assert_eq!(sql_count(&svc, ""), 700);
+    assert_eq!(found("late-00299"), 1);
+    assert_eq!(sql_count(&svc, "WHERE message LIKE 'early-%'"), 400);
+    let merged = parts(&data)[0].0.clone();
+    let keys: Vec<String> = s3_list(&moto, BUCKET).into_iter().map(|(k, _)| k).collect();
+    assert!(
+        keys.iter()
+            .all(|k| !k.contains("/logs/parts/") || k.contains(&merged)),
+        "only the merged part is left in the bucket: {keys:?}"
+    );
+    drop(svc);
+
+    // Retention takes the remote part and its objects.
+    let mut args = logs_flush.to_vec();
+    args.push("--storage.retention.time=1h");
+    let svc = start(&data, &cfg, &args);
+    wait_until("the old part is gone", Duration::from_secs(60), || {
+        parts(&data).is_empty()
+    });
+    let keys: Vec<String> = s3_list(&moto, BUCKET).into_iter().map(|(k, _)| k).collect();
+    assert!(keys.iter().all(|k| !k.contains("/logs/parts/")), "{keys:?}");
+    assert_eq!(sql_count(&svc, ""), 0);
+}

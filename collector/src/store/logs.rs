@@ -44,6 +44,8 @@ pub enum LogStoreError {
     Block(#[from] BlockError),
     #[error("{path}: {msg}")]
     Io { path: PathBuf, msg: String },
+    #[error(transparent)]
+    Tier(#[from] super::tier::TierError),
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> LogStoreError + '_ {
@@ -263,7 +265,7 @@ impl LogStore {
             let name = file_name(&part);
             if replaced.contains(&name) {
                 // A compaction finished but crashed before deleting its inputs.
-                std::fs::remove_dir_all(&part).map_err(io(&part))?;
+                remove_part(&part)?;
                 continue;
             }
             match verify_part(&part) {
@@ -586,6 +588,9 @@ impl LogStore {
             return Ok(0);
         }
         inputs.sort_by_key(|(p, _)| p.clone());
+        for (p, m) in &inputs {
+            rehydrate(p, m)?;
+        }
         let mut by_hour: BTreeMap<String, Vec<(PathBuf, PartFile)>> = BTreeMap::new();
         for (p, m) in &inputs {
             for f in &m.files {
@@ -627,7 +632,7 @@ impl LogStore {
         let names = inputs.iter().map(|(p, _)| file_name(p)).collect();
         self.write_part(hours, wal_before, names)?;
         for (p, _) in &inputs {
-            std::fs::remove_dir_all(p).map_err(io(p))?;
+            remove_part(p)?;
         }
         Ok(inputs.len())
     }
@@ -655,11 +660,67 @@ impl LogStore {
             if !too_old && !too_big {
                 break;
             }
-            std::fs::remove_dir_all(p).map_err(io(p))?;
+            remove_part(p)?;
             total -= m.bytes();
             removed += 1;
         }
         Ok(removed)
+    }
+
+    /// Uploads parts whose newest line is older than the tier's
+    /// `upload_after`. Local copies of uploaded parts are kept for `grace`
+    /// after their marker (a search listed them may still open them), then
+    /// removed; interrupted deletions of remote parts are finished.
+    pub fn upload_parts(
+        &self,
+        tier: &super::tier::Tier,
+        now_ns: i64,
+        grace: std::time::Duration,
+    ) -> Result<usize, LogStoreError> {
+        let _one = self.maintenance.lock().unwrap_or_else(|p| p.into_inner());
+        if let Ok(rd) = std::fs::read_dir(self.dir.join("parts")) {
+            for e in rd.filter_map(|e| e.ok()) {
+                let path = e.path();
+                if !file_name(&path).starts_with(".deleting-") {
+                    continue;
+                }
+                if let Some(m) = super::tier::RemotePart::read(&path) {
+                    if let Err(e) = finish_part_deletion(&path, &m) {
+                        tracing::warn!(part = %path.display(), error = %e, "deleting a remote log part failed; tried again later");
+                    }
+                }
+            }
+        }
+        let cutoff = now_ns.saturating_sub(tier.upload_after().as_nanos() as i64);
+        let mut uploaded = 0;
+        for part in list_parts(&self.dir)? {
+            let Ok(meta) = read_part_meta(&part) else {
+                continue;
+            };
+            let files: Vec<String> = meta.files.iter().map(|f| f.file.clone()).collect();
+            if super::tier::RemotePart::read(&part).is_some() {
+                let marked = std::fs::metadata(part.join(super::tier::MARKER))
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok());
+                if marked.is_some_and(|age| age >= grace) {
+                    for f in &files {
+                        let local = part.join(f);
+                        if local.exists() {
+                            std::fs::remove_file(&local).map_err(io(&local))?;
+                        }
+                    }
+                }
+                continue;
+            }
+            if meta.files.iter().any(|f| f.max_time >= cutoff) {
+                continue;
+            }
+            let bytes = tier.upload_part(&part, &files, grace.is_zero())?;
+            tracing::info!(part = %part.display(), bytes, to = tier.description(), "log part uploaded to object storage");
+            uploaded += 1;
+        }
+        Ok(uploaded)
     }
 
     /// Parts on disk: (count, rows, bytes).
@@ -688,6 +749,8 @@ struct Flushing {
 #[derive(Debug, Default)]
 pub struct LogView {
     pub files: Vec<(PathBuf, u64)>,
+    /// Files in object storage: (key, bytes).
+    pub remote: Vec<(String, u64)>,
     pub head: Option<RecordBatch>,
 }
 
@@ -699,6 +762,7 @@ fn view_in(
     end_ns: i64,
 ) -> Result<LogView, LogStoreError> {
     let mut files = Vec::new();
+    let mut remote = Vec::new();
     // Until the flush's part is listed, its lines are read from memory.
     let mut flushed = flushing.is_none_or(|f| f.records.is_empty());
     for part in list_parts(dir)? {
@@ -708,12 +772,21 @@ fn view_in(
         if flushing.is_some_and(|f| meta.wal_before >= f.wal_before) {
             flushed = true;
         }
-        files.extend(
-            meta.files
-                .iter()
-                .filter(|f| f.max_time >= start_ns && f.min_time <= end_ns)
-                .map(|f| (part.join(&f.file), f.bytes)),
-        );
+        let marker = super::tier::RemotePart::read(&part);
+        for f in meta
+            .files
+            .iter()
+            .filter(|f| f.max_time >= start_ns && f.min_time <= end_ns)
+        {
+            // Local copies are read while they are kept (see `upload_parts`).
+            let local = part.join(&f.file);
+            match &marker {
+                Some(m) if !local.exists() => {
+                    remote.push((format!("{}{}", m.prefix, f.file), f.bytes))
+                }
+                _ => files.push((local, f.bytes)),
+            }
+        }
     }
     let in_flight = flushing
         .filter(|_| !flushed)
@@ -732,7 +805,11 @@ fn view_in(
             msg: e.to_string(),
         })?)
     };
-    Ok(LogView { files, head })
+    Ok(LogView {
+        files,
+        remote,
+        head,
+    })
 }
 
 fn scan_in(
@@ -751,6 +828,15 @@ fn scan_in(
                     .filter_map(|b| in_range(&b, start_ns, end_ns)),
             ),
             Err(e) => tracing::error!(error = %e, "unreadable log file skipped"),
+        }
+    }
+    for (key, size) in &view.remote {
+        match remote_batches(key, *size) {
+            Ok(bs) => out.extend(
+                bs.into_iter()
+                    .filter_map(|b| in_range(&b, start_ns, end_ns)),
+            ),
+            Err(e) => tracing::error!(error = %e, key, "unreadable remote log file skipped"),
         }
     }
     out.extend(view.head);
@@ -965,6 +1051,80 @@ pub fn from_batch(b: &RecordBatch) -> Vec<LogRecord> {
         .collect()
 }
 
+/// All batches of a remote log file, fetched whole through the tier.
+fn remote_batches(key: &str, size: u64) -> Result<Vec<RecordBatch>, LogStoreError> {
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let err = |msg: String| LogStoreError::Io {
+        path: PathBuf::from(key),
+        msg,
+    };
+    let tier = super::tier::installed()
+        .ok_or_else(|| err("a remote log file and no storage.object_store configured".into()))?;
+    let bytes = tier
+        .read_key(key, size, 0, size as usize)
+        .map_err(|e| err(e.to_string()))?;
+    ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .and_then(|b| b.build())
+        .map_err(|e| err(e.to_string()))?
+        .map(|b| b.map_err(|e| err(e.to_string())))
+        .collect()
+}
+
+/// Brings a remote part's hour files back to its directory (compaction
+/// rewrites them; the result is uploaded again later).
+fn rehydrate(part: &Path, meta: &PartMeta) -> Result<(), LogStoreError> {
+    let Some(marker) = super::tier::RemotePart::read(part) else {
+        return Ok(());
+    };
+    let tier = super::tier::installed().ok_or_else(|| LogStoreError::Io {
+        path: part.to_path_buf(),
+        msg: "a remote log part and no storage.object_store configured".into(),
+    })?;
+    for f in &meta.files {
+        let local = part.join(&f.file);
+        if local.exists() {
+            continue;
+        }
+        let key = format!("{}{}", marker.prefix, f.file);
+        let bytes = tier
+            .read_key(&key, f.bytes, 0, f.bytes as usize)
+            .map_err(io(&local))?;
+        let tmp = part.join(format!(".{}.tmp", f.file));
+        std::fs::write(&tmp, &bytes).map_err(io(&tmp))?;
+        std::fs::rename(&tmp, &local).map_err(io(&local))?;
+    }
+    Ok(())
+}
+
+/// Deletes a part; a remote one is hidden first, then its objects go,
+/// then the directory (a crash in between is finished by `upload_parts`).
+fn remove_part(part: &Path) -> Result<(), LogStoreError> {
+    let Some(marker) = super::tier::RemotePart::read(part) else {
+        std::fs::remove_dir_all(part).map_err(io(part))?;
+        return Ok(());
+    };
+    let hidden = part.with_file_name(format!(".deleting-{}", file_name(part)));
+    std::fs::rename(part, &hidden).map_err(io(part))?;
+    finish_part_deletion(&hidden, &marker)
+}
+
+fn finish_part_deletion(
+    hidden: &Path,
+    marker: &super::tier::RemotePart,
+) -> Result<(), LogStoreError> {
+    let tier = super::tier::installed().ok_or_else(|| LogStoreError::Io {
+        path: hidden.to_path_buf(),
+        msg: "a remote log part to delete and no storage.object_store configured".into(),
+    })?;
+    let files: Vec<String> = read_part_meta(hidden)?
+        .files
+        .into_iter()
+        .map(|f| f.file)
+        .collect();
+    tier.delete_part(marker, &files)?;
+    std::fs::remove_dir_all(hidden).map_err(io(hidden))
+}
+
 fn file_name(p: &Path) -> String {
     p.file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -993,11 +1153,16 @@ fn read_part_meta(part: &Path) -> Result<PartMeta, LogStoreError> {
     })
 }
 
-/// A part is whole when its manifest reads and every file's footer matches it.
+/// A part is whole when its manifest reads and every file's footer matches
+/// it (remote files were verified when uploaded).
 fn verify_part(part: &Path) -> Result<PartMeta, LogStoreError> {
     let meta = read_part_meta(part)?;
+    let remote = super::tier::RemotePart::read(part).is_some();
     for f in &meta.files {
-        super::block::check_rows(&part.join(&f.file), f.rows)?;
+        let path = part.join(&f.file);
+        if !remote || path.exists() {
+            super::block::check_rows(&path, f.rows)?;
+        }
     }
     Ok(meta)
 }

@@ -1,4 +1,5 @@
-//! The object storage tier: finished metric blocks are uploaded to an
+//! The object storage tier: finished metric blocks (and log parts, see
+//! `logs::LogStore::upload_parts`) are uploaded to an
 //! S3-compatible bucket (`PREFIX/blocks/<block>/{series.parquet,
 //! samples.parquet,meta.json}`, the manifest last), verified (each object's
 //! size read back), and only then is the local `samples.parquet` replaced
@@ -61,6 +62,19 @@ impl Remote {
     }
 }
 
+/// What `remote.json` says in a log part: the folder of its hour files
+/// (their sizes are in the part's `meta.json`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RemotePart {
+    pub prefix: String,
+}
+
+impl RemotePart {
+    pub fn read(dir: &Path) -> Option<RemotePart> {
+        serde_json::from_slice(&std::fs::read(dir.join(MARKER)).ok()?).ok()
+    }
+}
+
 #[derive(Debug, Default)]
 struct Counts {
     uploads: AtomicU64,
@@ -75,6 +89,7 @@ pub struct Tier {
     prefix: String,
     description: String,
     upload_after: Duration,
+    local_grace: Duration,
     cache: RangeCache,
     counts: Counts,
     runtime: tokio::runtime::Runtime,
@@ -180,6 +195,7 @@ impl Tier {
                 c.endpoint.as_deref().unwrap_or("AWS")
             ),
             upload_after: c.upload_after.0,
+            local_grace: c.local_grace.0,
             cache,
             counts: Counts::default(),
             runtime,
@@ -192,6 +208,10 @@ impl Tier {
 
     pub fn upload_after(&self) -> Duration {
         self.upload_after
+    }
+
+    pub fn local_grace(&self) -> Duration {
+        self.local_grace
     }
 
     pub fn stats(&self) -> TierStats {
@@ -219,70 +239,95 @@ impl Tier {
         rx.recv().map_err(|_| TierError::Abandoned)
     }
 
-    fn key(&self, block: &str, file: &str) -> String {
+    /// `PREFIX/<folder>/` as an object key prefix.
+    fn folder(&self, folder: &str) -> String {
         if self.prefix.is_empty() {
-            format!("blocks/{block}/{file}")
+            format!("{folder}/")
         } else {
-            format!("{}/blocks/{block}/{file}", self.prefix)
+            format!("{}/{folder}/", self.prefix)
         }
     }
 
     /// Uploads the block in `dir`, verifies it, marks it remote and drops
     /// the local samples file. Returns the bytes uploaded.
     pub fn upload_block(&self, dir: &Path) -> Result<u64, TierError> {
-        let result = self.try_upload_block(dir);
-        if result.is_err() {
-            self.counts.upload_failures.fetch_add(1, Ordering::Relaxed);
-        }
-        result
+        let folder = self.folder(&format!("blocks/{}", dir_name(dir)?));
+        let files: Vec<String> = FILES.iter().map(|f| f.to_string()).collect();
+        let sizes = self.counted(self.upload_files(dir, &folder, &files))?;
+        let remote = Remote {
+            key: format!("{folder}samples.parquet"),
+            bytes: sizes[1],
+        };
+        write_marker(dir, &serde_json::to_vec(&remote).unwrap_or_default())?;
+        remove_synced(dir, &["samples.parquet".to_string()])?;
+        Ok(sizes.iter().sum())
     }
 
-    fn try_upload_block(&self, dir: &Path) -> Result<u64, TierError> {
-        let name = dir
-            .file_name()
-            .and_then(|n| n.to_str())
-            .ok_or_else(|| TierError::Config(format!("{}: not a block", dir.display())))?;
-        let mut total = 0;
+    /// Uploads a log part (its hour files, then `meta.json`), verifies it,
+    /// marks it remote and drops the local hour files.
+    /// With `drop_local` false the hour files stay until the caller removes
+    /// them (readers may have listed them).
+    pub fn upload_part(
+        &self,
+        dir: &Path,
+        hour_files: &[String],
+        drop_local: bool,
+    ) -> Result<u64, TierError> {
+        let folder = self.folder(&format!("logs/parts/{}", dir_name(dir)?));
+        let mut files = hour_files.to_vec();
+        files.push("meta.json".into());
+        let sizes = self.counted(self.upload_files(dir, &folder, &files))?;
+        let marker = RemotePart { prefix: folder };
+        write_marker(dir, &serde_json::to_vec(&marker).unwrap_or_default())?;
+        if drop_local {
+            remove_synced(dir, hour_files)?;
+        }
+        Ok(sizes.iter().sum())
+    }
+
+    fn counted(&self, sizes: Result<Vec<u64>, TierError>) -> Result<Vec<u64>, TierError> {
+        match &sizes {
+            Ok(s) => {
+                self.counts.uploads.fetch_add(1, Ordering::Relaxed);
+                self.counts
+                    .upload_bytes
+                    .fetch_add(s.iter().sum(), Ordering::Relaxed);
+            }
+            Err(_) => {
+                self.counts.upload_failures.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        sizes
+    }
+
+    /// Puts `files` of `dir` under `folder` in order, then reads each
+    /// object's size back; gives the sizes.
+    fn upload_files(
+        &self,
+        dir: &Path,
+        folder: &str,
+        files: &[String],
+    ) -> Result<Vec<u64>, TierError> {
         let mut sizes = Vec::new();
-        for file in FILES {
+        for file in files {
             let local = dir.join(file);
             let bytes = Bytes::from(std::fs::read(&local).map_err(io(&local))?);
-            let key = self.key(name, file);
-            sizes.push((key.clone(), bytes.len() as u64));
-            total += bytes.len() as u64;
-            self.put(key, bytes)?;
+            sizes.push(bytes.len() as u64);
+            self.put(format!("{folder}{file}"), bytes)?;
         }
-        for (key, size) in &sizes {
+        for (file, size) in files.iter().zip(&sizes) {
+            let key = format!("{folder}{file}");
             let store = self.store.clone();
             let path = ObjectPath::from(key.as_str());
             let meta = self.run(async move { store.head(&path).await })??;
             if meta.size != *size {
                 return Err(TierError::Verify {
-                    key: key.clone(),
+                    key,
                     msg: format!("{} bytes in the bucket, {size} here", meta.size),
                 });
             }
         }
-        let remote = Remote {
-            key: self.key(name, "samples.parquet"),
-            bytes: sizes[1].1,
-        };
-        let marker = dir.join(MARKER);
-        let tmp = dir.join(".remote.json.tmp");
-        let text = serde_json::to_vec(&remote).unwrap_or_default();
-        std::fs::write(&tmp, text).map_err(io(&tmp))?;
-        std::fs::File::open(&tmp)
-            .and_then(|f| f.sync_all())
-            .map_err(io(&tmp))?;
-        std::fs::rename(&tmp, &marker).map_err(io(&marker))?;
-        let samples = dir.join("samples.parquet");
-        std::fs::remove_file(&samples).map_err(io(&samples))?;
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io(dir))?;
-        self.counts.uploads.fetch_add(1, Ordering::Relaxed);
-        self.counts.upload_bytes.fetch_add(total, Ordering::Relaxed);
-        Ok(total)
+        Ok(sizes)
     }
 
     fn put(&self, key: String, bytes: Bytes) -> Result<(), TierError> {
@@ -308,11 +353,24 @@ impl Tier {
         let folder = remote
             .key
             .strip_suffix("samples.parquet")
-            .ok_or_else(|| TierError::Config(format!("unexpected key {}", remote.key)))?
-            .to_string();
-        for file in FILES {
+            .ok_or_else(|| TierError::Config(format!("unexpected key {}", remote.key)))?;
+        self.delete_keys(FILES.iter().map(|f| format!("{folder}{f}")).collect())
+    }
+
+    /// Deletes a log part's objects: `files` and its manifest.
+    pub fn delete_part(&self, remote: &RemotePart, files: &[String]) -> Result<(), TierError> {
+        let mut keys: Vec<String> = files
+            .iter()
+            .map(|f| format!("{}{f}", remote.prefix))
+            .collect();
+        keys.push(format!("{}meta.json", remote.prefix));
+        self.delete_keys(keys)
+    }
+
+    fn delete_keys(&self, keys: Vec<String>) -> Result<(), TierError> {
+        for key in keys {
             let store = self.store.clone();
-            let path = ObjectPath::from(format!("{folder}{file}"));
+            let path = ObjectPath::from(key);
             match self.run(async move { store.delete(&path).await })? {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
                 Err(e) => return Err(e.into()),
@@ -324,15 +382,55 @@ impl Tier {
 
     /// Bytes [start, start + len) of a remote samples file.
     pub fn read(&self, remote: &Remote, start: u64, len: usize) -> std::io::Result<Bytes> {
+        self.read_key(&remote.key, remote.bytes, start, len)
+    }
+
+    /// Bytes [start, start + len) of the object `key` of `size` bytes,
+    /// through the chunk cache.
+    pub fn read_key(&self, key: &str, size: u64, start: u64, len: usize) -> std::io::Result<Bytes> {
         let fetch = |range: std::ops::Range<u64>| -> std::io::Result<Bytes> {
             self.counts.range_requests.fetch_add(1, Ordering::Relaxed);
             let store = self.store.clone();
-            let path = ObjectPath::from(remote.key.as_str());
+            let path = ObjectPath::from(key);
             self.run(async move { store.get_range(&path, range).await })
                 .map_err(std::io::Error::other)?
                 .map_err(std::io::Error::other)
         };
-        self.cache
-            .read(&remote.key, remote.bytes, start, len, &fetch)
+        self.cache.read(key, size, start, len, &fetch)
     }
+}
+
+fn dir_name(dir: &Path) -> Result<&str, TierError> {
+    dir.file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| TierError::Config(format!("{}: no directory name", dir.display())))
+}
+
+/// `remote.json` written durably: once it is there, the objects are.
+fn write_marker(dir: &Path, bytes: &[u8]) -> Result<(), TierError> {
+    let marker = dir.join(MARKER);
+    let tmp = dir.join(".remote.json.tmp");
+    std::fs::write(&tmp, bytes).map_err(io(&tmp))?;
+    std::fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(io(&tmp))?;
+    std::fs::rename(&tmp, &marker).map_err(io(&marker))?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(dir))
+}
+
+/// Removes local copies now held remotely.
+fn remove_synced(dir: &Path, files: &[String]) -> Result<(), TierError> {
+    for f in files {
+        let path = dir.join(f);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(&path)(e)),
+        }
+    }
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(dir))
 }
