@@ -35,19 +35,19 @@ const RECEIVED: &str = "2026-11-23T10:00:00Z";
 const PAGE: usize = 100;
 const MINUTE_NS: i64 = 60_000_000_000;
 
-enum Kind {
+pub(crate) enum Kind {
     /// Newest 100 matching lines.
     Page,
     /// Matches per minute over the range.
     Histogram,
 }
 
-struct Query {
-    name: &'static str,
-    kind: Kind,
+pub(crate) struct Query {
+    pub(crate) name: &'static str,
+    pub(crate) kind: Kind,
     /// Ours, in the log search syntax.
-    search: String,
-    range: (i64, i64),
+    pub(crate) search: String,
+    pub(crate) range: (i64, i64),
     /// ripgrep's arguments before the file.
     rg: Vec<String>,
     /// DuckDB's WHERE clause (the range is added).
@@ -120,7 +120,7 @@ pub fn run(o: &Options) -> Result<()> {
     Ok(())
 }
 
-fn queries(first: i64, last: i64) -> Vec<Query> {
+pub(crate) fn queries(first: i64, last: i64) -> Vec<Query> {
     let all = (first, last);
     // The last full hour of the corpus, for the windowed query.
     let hour_end = last.div_euclid(3_600_000_000_000) * 3_600_000_000_000 - 1;
@@ -408,7 +408,7 @@ impl Drop for Duck {
 
 /// Our store of the corpus: built once, as the collector would (parsed
 /// lines appended in batches, flushed every million lines, compacted).
-fn open_or_build(corpus: &Path, dir: &Path) -> Result<(Arc<LogStore>, i64, i64)> {
+pub(crate) fn open_or_build(corpus: &Path, dir: &Path) -> Result<(Arc<LogStore>, i64, i64)> {
     let done = dir.join("complete");
     let received = chrono::DateTime::parse_from_rfc3339(RECEIVED)?
         .timestamp_nanos_opt()

@@ -201,6 +201,9 @@ enum Cmd {
         /// moto_server [default: ~/.cache/carbonio-monitor/moto/bin/moto_server].
         #[arg(long)]
         moto: Option<PathBuf>,
+        /// A mail corpus (bench/corpus/gen_mail_corpus.py): also time `bench log-search`'s searches.
+        #[arg(long)]
+        corpus: Option<PathBuf>,
         /// Our binary [default: $CARGO_TARGET_DIR or <workspace>/target, then release/carbonio-monitor].
         #[arg(long)]
         binary: Option<PathBuf>,
@@ -321,7 +324,9 @@ fn main() -> Result<()> {
             work,
             moto,
             binary,
+            corpus,
         } => objectstore::run(&objectstore::Options {
+            corpus,
             binary: release_binary(binary),
             moto: moto.unwrap_or_else(|| {
                 PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into()))

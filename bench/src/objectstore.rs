@@ -24,6 +24,8 @@ pub struct Options {
     pub work: PathBuf,
     pub instances: usize,
     pub reps: usize,
+    /// A mail corpus (bench/corpus/gen_mail_corpus.py) for the log searches.
+    pub corpus: Option<PathBuf>,
 }
 
 const QUERIES: &[(&str, &str)] = &[
@@ -89,18 +91,26 @@ fn drop_page_cache() -> bool {
     std::fs::write("/proc/sys/vm/drop_caches", "1").is_ok()
 }
 
-/// Cold and warm latency (ms) of `query` on `data`, and the bytes the cold
+/// One request to time: a path and its query parameters.
+struct Request {
+    path: &'static str,
+    params: Vec<(&'static str, String)>,
+    /// What an answer with data contains.
+    expect: &'static str,
+}
+
+/// Cold and warm latency (ms) of `req` on `data`, and the bytes the cold
 /// run left in the chunk cache.
 fn measure(
     opts: &Options,
     data: &Path,
     cfg: &Path,
     cache: &Path,
-    query: &str,
-) -> Result<(Vec<f64>, Vec<f64>, u64)> {
-    let (start, end) = (promql::DATA_END - 24 * 3600, promql::DATA_END);
+    req: &Request,
+) -> Result<(Vec<f64>, Vec<f64>, u64, String)> {
     let (mut cold, mut warm) = (Vec::new(), Vec::new());
     let mut fetched = 0;
+    let mut answer = String::new();
     for _ in 0..opts.reps {
         let _ = std::fs::remove_dir_all(cache);
         drop_page_cache();
@@ -118,31 +128,35 @@ fn measure(
         let _child = Killed(child);
         let base = format!("http://127.0.0.1:{port}");
         wait_for(&format!("{base}/-/ready"), "carbonio-monitor query")?;
-        let run = || -> Result<f64> {
+        let run = |answer: &mut String| -> Result<f64> {
             let t = Instant::now();
-            let body = agent()
-                .get(&format!("{base}/api/v1/query_range"))
-                .query("query", query)
-                .query("start", &start.to_string())
-                .query("end", &end.to_string())
-                .query("step", "60")
+            let mut r = agent().get(&format!("{base}{}", req.path));
+            for (k, v) in &req.params {
+                r = r.query(k, v);
+            }
+            let body = r
                 .set("Authorization", &format!("Bearer {TOKEN}"))
                 .call()
-                .with_context(|| format!("{query} on {}", data.display()))?
+                .with_context(|| format!("{} {:?} on {}", req.path, req.params, data.display()))?
                 .into_string()?;
             let ms = t.elapsed().as_secs_f64() * 1000.0;
-            if !body.contains("\"result\":[{") {
-                bail!("{query}: no data: {}", &body[..body.len().min(300)]);
+            if !body.contains(req.expect) {
+                bail!(
+                    "{:?}: unexpected answer: {}",
+                    req.params,
+                    &body[..body.len().min(300)]
+                );
             }
+            *answer = body;
             Ok(ms)
         };
-        cold.push(run()?);
+        cold.push(run(&mut answer)?);
         fetched = dir_bytes(cache);
         for _ in 0..5 {
-            warm.push(run()?);
+            warm.push(run(&mut answer)?);
         }
     }
-    Ok((cold, warm, fetched))
+    Ok((cold, warm, fetched, answer))
 }
 
 fn dir_bytes(dir: &Path) -> u64 {
@@ -235,13 +249,41 @@ pub fn run(opts: &Options) -> Result<()> {
     );
     let dropped = drop_page_cache();
 
+    let (start, end) = (promql::DATA_END - 24 * 3600, promql::DATA_END);
+    let mut cases: Vec<(String, Request, PathBuf, PathBuf)> = QUERIES
+        .iter()
+        .map(|(name, query)| {
+            let req = Request {
+                path: "/api/v1/query_range",
+                params: vec![
+                    ("query", query.to_string()),
+                    ("start", start.to_string()),
+                    ("end", end.to_string()),
+                    ("step", "60".into()),
+                ],
+                expect: "\"result\":[{",
+            };
+            (
+                format!("PromQL 24 h: {name}"),
+                req,
+                local.clone(),
+                remote.clone(),
+            )
+        })
+        .collect();
+    if let Some(corpus) = &opts.corpus {
+        cases.extend(log_cases(opts, corpus, installed)?);
+    }
     println!(
-        "| 24 h query (step 60 s) | local cold ms | local warm ms | S3 cold ms | S3 warm ms | S3/local cold | S3/local warm | fetched cold |"
+        "| query | local cold ms | local warm ms | S3 cold ms | S3 warm ms | S3/local cold | S3/local warm | fetched cold |"
     );
     println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
-    for (name, query) in QUERIES {
-        let (mut lc, mut lw, _) = measure(opts, &local, &cfg, &cache, query)?;
-        let (mut rc, mut rw, fetched) = measure(opts, &remote, &cfg, &cache, query)?;
+    for (name, req, local, remote) in &cases {
+        let (mut lc, mut lw, _, local_answer) = measure(opts, local, &cfg, &cache, req)?;
+        let (mut rc, mut rw, fetched, remote_answer) = measure(opts, remote, &cfg, &cache, req)?;
+        if local_answer != remote_answer {
+            bail!("{name}: the object-storage answer differs from the local one");
+        }
         let (lc, lw, rc, rw) = (
             median(&mut lc),
             median(&mut lw),
@@ -262,4 +304,74 @@ pub fn run(opts: &Options) -> Result<()> {
         opts.reps * 5
     );
     Ok(())
+}
+
+/// The log store of `corpus` (as `bench log-search` builds it) in a local
+/// data directory and a copy whose parts are uploaded; the explorer's
+/// searches as requests.
+fn log_cases(
+    opts: &Options,
+    corpus: &Path,
+    tier: &tier::Tier,
+) -> Result<Vec<(String, Request, PathBuf, PathBuf)>> {
+    let local = opts.work.join("logs-local");
+    let remote = opts.work.join("logs-s3");
+    let (store, first, last) = crate::logsearch::open_or_build(corpus, &local.join("logs"))?;
+    drop(store);
+    let _ = std::fs::remove_dir_all(&remote);
+    std::fs::create_dir_all(&remote)?;
+    let out = Command::new("cp")
+        .arg("-a")
+        .arg(local.join("logs"))
+        .arg(remote.join("logs"))
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "copying the log store: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let t = Instant::now();
+    let before = tier.stats().upload_bytes;
+    let parts = {
+        let (logs, _) = carbonio_collector::store::logs::LogStore::open(&remote.join("logs"))?;
+        logs.upload_parts(tier, i64::MAX, Duration::ZERO)?
+    };
+    eprintln!(
+        "{parts} log parts ({:.1} MB) uploaded in {:.1} s",
+        (tier.stats().upload_bytes - before) as f64 / 1e6,
+        t.elapsed().as_secs_f64()
+    );
+    let secs = |ns: i64| format!("{:.3}", ns as f64 / 1e9);
+    Ok(crate::logsearch::queries(first, last)
+        .into_iter()
+        .map(|q| {
+            let (path, expect, mut params) = match q.kind {
+                crate::logsearch::Kind::Page => (
+                    "/api/v1/logs/query",
+                    "\"status\":\"success\"",
+                    vec![("limit", "100".to_string())],
+                ),
+                crate::logsearch::Kind::Histogram => (
+                    "/api/v1/logs/histogram",
+                    "\"status\":\"success\"",
+                    vec![("step", "1m".to_string())],
+                ),
+            };
+            params.push(("query", q.search.clone()));
+            params.push(("start", secs(q.range.0)));
+            params.push(("end", secs(q.range.1)));
+            let req = Request {
+                path,
+                params,
+                expect,
+            };
+            (
+                format!("logs: {}", q.name),
+                req,
+                local.clone(),
+                remote.clone(),
+            )
+        })
+        .collect())
 }
