@@ -336,9 +336,17 @@ fn blocks_in_object_storage_answer_as_local_ones_through_a_crash_compaction_and_
     wait_until(
         "retention removed old blocks",
         Duration::from_secs(60),
-        || blocks(&s3_data).len() < count && blocks(&local_data).len() == blocks(&s3_data).len(),
+        || {
+            // A deletion hides the block, then deletes its objects.
+            let hidden_left = std::fs::read_dir(s3_data.join("blocks")).is_ok_and(|rd| {
+                rd.flatten()
+                    .any(|e| e.file_name().to_string_lossy().starts_with(".deleting-"))
+            });
+            blocks(&s3_data).len() < count
+                && blocks(&local_data).len() == blocks(&s3_data).len()
+                && !hidden_left
+        },
     );
-    std::thread::sleep(Duration::from_secs(2));
     assert_bucket_matches(&moto, &s3_data);
     assert_same_answers(&local, &remote, now - 26 * 3600, to, &["tier_test"]);
 }
@@ -470,10 +478,16 @@ fn log_parts_in_object_storage_are_searched_compacted_and_expired() {
     let mut args = logs_flush.to_vec();
     args.push("--storage.retention.time=1h");
     let svc = start(&data, &cfg, &args);
-    wait_until("the old part is gone", Duration::from_secs(60), || {
-        parts(&data).is_empty()
-    });
-    let keys: Vec<String> = s3_list(&moto, BUCKET).into_iter().map(|(k, _)| k).collect();
-    assert!(keys.iter().all(|k| !k.contains("/logs/parts/")), "{keys:?}");
+    // Deletion hides the part first, then deletes its objects.
+    wait_until(
+        "the old part and its objects are gone",
+        Duration::from_secs(60),
+        || {
+            std::fs::read_dir(data.join("logs/parts")).is_ok_and(|mut rd| rd.next().is_none())
+                && s3_list(&moto, BUCKET)
+                    .iter()
+                    .all(|(k, _)| !k.contains("/logs/parts/"))
+        },
+    );
     assert_eq!(sql_count(&svc, ""), 0);
 }
