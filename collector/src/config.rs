@@ -1169,10 +1169,13 @@ impl Config {
                 check_min_version(t).map_err(|msg| invalid(at.clone(), msg))?;
             }
             let q = &rw.queue_config;
-            if q.max_samples_per_send == 0 || q.min_backoff.0 > q.max_backoff.0 {
+            if q.max_samples_per_send == 0
+                || q.min_backoff.0.is_zero()
+                || q.min_backoff.0 > q.max_backoff.0
+            {
                 return Err(invalid(
                     at,
-                    "queue_config: max_samples_per_send must be positive and min_backoff at most max_backoff".into(),
+                    "queue_config: max_samples_per_send and min_backoff must be positive, min_backoff at most max_backoff".into(),
                 ));
             }
             for (j, r) in rw.write_relabel_configs.iter().enumerate() {

@@ -314,7 +314,10 @@ fn remove_block(dir: &Path) -> Result<(), StoreError> {
         return Ok(());
     };
     let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("block");
-    let hidden = dir.with_file_name(format!(".deleting-{name}"));
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let hidden = dir.with_file_name(format!(".deleting-{name}.{stamp}"));
     std::fs::rename(dir, &hidden).map_err(io(dir))?;
     finish_deletion(&hidden, &remote)
 }
@@ -515,6 +518,10 @@ pub struct Store {
     /// WAL readers (remote-write senders) by name, with the first segment
     /// each still needs; flushes keep those segments.
     wal_pins: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
+    /// Segments that begin with every live series declared (flush cuts, and
+    /// the oldest segment at open): a pinned reader needs everything from
+    /// the last of them at or before its pin.
+    wal_cuts: std::sync::Mutex<Vec<u64>>,
     _lock: std::fs::File,
 }
 
@@ -547,12 +554,17 @@ impl Store {
             apply_record(&mut head, &mut report, bytes)
         })?;
         report.wal = wal_report;
+        let first_segment = wal::segments(&dir.join("wal"))?
+            .first()
+            .copied()
+            .unwrap_or_else(|| wal.current_segment());
         let store = Store {
             dir: dir.to_path_buf(),
             wal,
             head: RwLock::new(head),
             append_lock: std::sync::Mutex::new(()),
             wal_pins: std::sync::Mutex::new(std::collections::BTreeMap::new()),
+            wal_cuts: std::sync::Mutex::new(vec![first_segment]),
             _lock: lock,
         };
         Ok((store, report))
@@ -656,8 +668,27 @@ impl Store {
             .values()
             .copied()
             .min();
-        self.wal
-            .remove_before(pinned.map_or(first_kept_segment, |p| p.min(first_kept_segment)))?;
+        let keep_from = {
+            let mut cuts = self.wal_cuts.lock().unwrap_or_else(|p| p.into_inner());
+            cuts.push(first_kept_segment);
+            match pinned {
+                None => first_kept_segment,
+                // The series a pinned reader needs are declared from the
+                // last cut at or before its pin.
+                Some(p) => cuts
+                    .iter()
+                    .copied()
+                    .filter(|c| *c <= p)
+                    .max()
+                    .unwrap_or(0)
+                    .min(first_kept_segment),
+            }
+        };
+        self.wal.remove_before(keep_from)?;
+        self.wal_cuts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|c| *c >= keep_from);
         Ok(Some(meta))
     }
 

@@ -216,8 +216,15 @@ fn assert_bucket_matches(moto: &Service, data: &Path) {
             &std::fs::read(data.join("blocks").join(&name).join("remote.json")).unwrap(),
         )
         .unwrap();
+        // Each upload gets its own folder: `blocks/<name>.<upload time>/`.
+        let samples_key = marker["key"].as_str().unwrap();
+        let folder = samples_key.strip_suffix("samples.parquet").unwrap();
+        assert!(
+            folder.starts_with(&format!("collector-a/blocks/{name}.")),
+            "{folder}"
+        );
         for file in ["meta.json", "samples.parquet", "series.parquet"] {
-            let key = format!("collector-a/blocks/{name}/{file}");
+            let key = format!("{folder}{file}");
             let size = objects
                 .iter()
                 .find(|(k, _)| *k == key)
@@ -445,7 +452,7 @@ fn log_parts_in_object_storage_are_searched_compacted_and_expired() {
     let keys: Vec<String> = s3_list(&moto, BUCKET).into_iter().map(|(k, _)| k).collect();
     assert!(
         keys.iter().any(
-            |k| k.starts_with(&format!("collector-a/logs/parts/{first}/"))
+            |k| k.starts_with(&format!("collector-a/logs/parts/{first}."))
                 && k.ends_with("meta.json")
         ),
         "{keys:?}"

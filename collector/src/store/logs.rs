@@ -691,7 +691,8 @@ impl LogStore {
                 }
             }
         }
-        let cutoff = now_ns.saturating_sub(tier.upload_after().as_nanos() as i64);
+        let after = i64::try_from(tier.upload_after().as_nanos()).unwrap_or(i64::MAX);
+        let cutoff = now_ns.saturating_sub(after);
         let mut uploaded = 0;
         for part in list_parts(&self.dir)? {
             let Ok(meta) = read_part_meta(&part) else {
@@ -1103,7 +1104,10 @@ fn remove_part(part: &Path) -> Result<(), LogStoreError> {
         std::fs::remove_dir_all(part).map_err(io(part))?;
         return Ok(());
     };
-    let hidden = part.with_file_name(format!(".deleting-{}", file_name(part)));
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let hidden = part.with_file_name(format!(".deleting-{}.{stamp}", file_name(part)));
     std::fs::rename(part, &hidden).map_err(io(part))?;
     finish_part_deletion(&hidden, &marker)
 }

@@ -148,8 +148,12 @@ impl RangeCache {
             match std::fs::File::open(&path) {
                 Ok(f) => {
                     let mut buf = vec![0u8; (part.end - part.start) as usize];
-                    f.read_exact_at(&mut buf, part.start)?;
-                    return Ok(Bytes::from(buf));
+                    match f.read_exact_at(&mut buf, part.start) {
+                        Ok(()) => return Ok(Bytes::from(buf)),
+                        // Cut short (a crash while it was written): fetch again.
+                        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => self.forget(&name),
+                        Err(e) => return Err(e),
+                    }
                 }
                 // Evicted meanwhile: fetch it again.
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -182,6 +186,13 @@ impl RangeCache {
             self.evict();
         }
         Ok(bytes.slice(part.start as usize..part.end as usize))
+    }
+
+    fn forget(&self, name: &str) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((len, _)) = s.chunks.remove(name) {
+            s.total -= len;
+        }
     }
 
     fn evict(&self) {

@@ -1,6 +1,6 @@
 //! The object storage tier: finished metric blocks (and log parts, see
 //! `logs::LogStore::upload_parts`) are uploaded to an
-//! S3-compatible bucket (`PREFIX/blocks/<block>/{series.parquet,
+//! S3-compatible bucket (`PREFIX/blocks/<block>.<upload time>/{series.parquet,
 //! samples.parquet,meta.json}`, the manifest last), verified (each object's
 //! size read back), and only then is the local `samples.parquet` replaced
 //! by a `remote.json` marker. The block's manifest and series table stay in
@@ -239,12 +239,17 @@ impl Tier {
         rx.recv().map_err(|_| TierError::Abandoned)
     }
 
-    /// `PREFIX/<folder>/` as an object key prefix.
+    /// `PREFIX/<folder>.<upload time>/` as an object key prefix: a name
+    /// that comes back (a block rebuilt under the same time range) never
+    /// meets an old upload's objects or cached chunks.
     fn folder(&self, folder: &str) -> String {
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
         if self.prefix.is_empty() {
-            format!("{folder}/")
+            format!("{folder}.{stamp}/")
         } else {
-            format!("{}/{folder}/", self.prefix)
+            format!("{}/{folder}.{stamp}/", self.prefix)
         }
     }
 

@@ -96,6 +96,9 @@ impl Follower {
         let Some((_, file)) = self.open.as_ref() else {
             return Ok(Next::Pending);
         };
+        // Whether a later segment exists is known before the length is
+        // read: a record still being written is then never taken for damage.
+        let later = self.later_segment()?;
         let len = file.metadata().map_err(io_err(&path))?.len();
         let offset = self.at.offset;
         let problem = if len < offset + HEADER as u64 {
@@ -128,7 +131,7 @@ impl Follower {
         };
         // The segment ends here. Once a later one exists this one is final,
         // so an incomplete record is damage; before, it may be mid-write.
-        Ok(match (self.later_segment()?, problem) {
+        Ok(match (later, problem) {
             (Some(s), None) => {
                 self.at = Position {
                     segment: s,
