@@ -1130,10 +1130,24 @@ impl Config {
                         .into(),
                 ));
             }
-            if o.prefix.starts_with('/') || o.prefix.split('/').any(|p| p == "..") {
+            // Characters object_store paths keep as they are, no empty or
+            // `..` segments: keys read back are the keys written.
+            let plain = o
+                .prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-/".contains(c));
+            let segments_ok = o
+                .prefix
+                .split('/')
+                .all(|p| !(p.is_empty() || p == "." || p == ".."));
+            let prefix_ok = o.prefix.is_empty() || (plain && segments_ok);
+            if !prefix_ok {
                 return Err(invalid(
                     at,
-                    format!("prefix {:?}: a relative path expected", o.prefix),
+                    format!(
+                        "prefix {:?}: letters, digits, '.', '_', '-' in '/'-separated names expected",
+                        o.prefix
+                    ),
                 ));
             }
         }
@@ -1248,6 +1262,10 @@ mod tests {
                 "duplicate",
             ),
             ("remote_write:\n  - url: http://a/w\n    name: ../x\n", "plain file name"),
+            (
+                "storage:\n  object_store:\n    bucket: b\n    prefix: 'a b/%c'\n",
+                "prefix",
+            ),
             (
                 "remote_write:\n  - url: http://a/w\n    write_relabel_configs:\n      - regex: '('\n",
                 "write_relabel_configs[0]",
