@@ -169,11 +169,6 @@ fn dir_bytes(dir: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
-}
-
 pub fn run(opts: &Options) -> Result<()> {
     if !opts.moto.is_file() {
         bail!(
@@ -279,17 +274,13 @@ pub fn run(opts: &Options) -> Result<()> {
     );
     println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
     for (name, req, local, remote) in &cases {
-        let (mut lc, mut lw, _, local_answer) = measure(opts, local, &cfg, &cache, req)?;
-        let (mut rc, mut rw, fetched, remote_answer) = measure(opts, remote, &cfg, &cache, req)?;
+        let (lc, lw, _, local_answer) = measure(opts, local, &cfg, &cache, req)?;
+        let (rc, rw, fetched, remote_answer) = measure(opts, remote, &cfg, &cache, req)?;
         if local_answer != remote_answer {
             bail!("{name}: the object-storage answer differs from the local one");
         }
-        let (lc, lw, rc, rw) = (
-            median(&mut lc),
-            median(&mut lw),
-            median(&mut rc),
-            median(&mut rw),
-        );
+        let median = crate::logsearch::median;
+        let (lc, lw, rc, rw) = (median(&lc), median(&lw), median(&rc), median(&rw));
         println!(
             "| {name} | {lc:.1} | {lw:.1} | {rc:.1} | {rw:.1} | {:.2} | {:.2} | {:.1} MB |",
             rc / lc,

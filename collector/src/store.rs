@@ -313,12 +313,7 @@ fn remove_block(dir: &Path) -> Result<(), StoreError> {
         std::fs::remove_dir_all(dir).map_err(io(dir))?;
         return Ok(());
     };
-    let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("block");
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let hidden = dir.with_file_name(format!(".deleting-{name}.{stamp}"));
-    std::fs::rename(dir, &hidden).map_err(io(dir))?;
+    let hidden = tier::hide_for_deletion(dir).map_err(io(dir))?;
     finish_deletion(&hidden, &remote)
 }
 
@@ -339,16 +334,8 @@ fn finish_deletion(hidden: &Path, remote: &tier::Remote) -> Result<(), StoreErro
 
 /// Deletions of remote blocks a crash (or the server) interrupted.
 fn finish_deletions(dir: &Path) {
-    let Ok(rd) = std::fs::read_dir(dir.join("blocks")) else {
-        return;
-    };
-    for e in rd.filter_map(|e| e.ok()) {
-        let path = e.path();
-        let hidden = e
-            .file_name()
-            .to_str()
-            .is_some_and(|n| n.starts_with(".deleting-"));
-        if let (true, Some(remote)) = (hidden, tier::Remote::read(&path)) {
+    for path in tier::hidden_deletions(&dir.join("blocks")) {
+        if let Some(remote) = tier::Remote::read(&path) {
             if let Err(e) = finish_deletion(&path, &remote) {
                 tracing::warn!(block = %path.display(), error = %e, "deleting a remote block failed; tried again later");
             }

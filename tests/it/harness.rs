@@ -151,6 +151,22 @@ pub fn spawn(name: &str, dir: tempfile::TempDir, port: u16, mut cmd: Command) ->
 /// (status, lower-cased headers, body)
 pub type HttpResponse = (u16, Vec<(String, String)>, Vec<u8>);
 
+/// The sum of a self-metric's samples in a server's `/metrics`.
+pub fn self_metric(svc: &Service, name: &str) -> f64 {
+    get_text(&svc.url("/metrics"))
+        .lines()
+        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
 /// Stdout of `carbonio-monitor debug <command> <path>`, which must succeed.
 pub fn debug_output(command: &str, path: &Path) -> String {
     run_ok(Command::new(OURS).args(["debug", command]).arg(path))

@@ -5,7 +5,9 @@
 //! done again once the server is back; compaction and retention work on
 //! remote blocks and leave no object behind.
 
-use crate::harness::{free_port, moto_on, run_ok, s3_list, wait_until, Service, OURS};
+use crate::harness::{
+    free_port, moto_on, run_ok, s3_list, self_metric, unix_now, wait_until, Service, OURS,
+};
 use crate::promql_compat::percent_encode;
 use serde_json::Value;
 use std::io::{Read, Write};
@@ -20,13 +22,6 @@ const BUCKET: &str = "carbonio";
 const PASSWORD: &str = "object-store-password";
 /// Bytes of one request after which the proxy kills the server.
 const CUT_AFTER: usize = 256 << 10;
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
 
 /// OpenMetrics backfill: `series` gauges `name` with pseudo-random values
 /// (so blocks hold megabytes) and a counter, every 15 s over [from, to).
@@ -290,18 +285,8 @@ fn blocks_in_object_storage_answer_as_local_ones_through_a_crash_compaction_and_
     });
     assert_bucket_matches(&moto, &s3_data);
     assert_same_answers(&local, &remote, from, to, &["tier_test"]);
-    let metrics = crate::harness::get_text(&remote.url("/metrics"));
-    let metric = |name: &str| -> f64 {
-        metrics
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-            .unwrap_or(0.0)
-    };
-    assert!(
-        metric("carbonio_collector_object_store_upload_failures_total") >= 1.0,
-        "{metrics}"
-    );
+    let metric = |name: &str| self_metric(&remote, name);
+    assert!(metric("carbonio_collector_object_store_upload_failures_total") >= 1.0);
     assert!(metric("carbonio_collector_object_store_range_requests_total") >= 1.0);
     let cached = metric("carbonio_collector_object_store_cache_bytes");
     assert!(

@@ -6,7 +6,8 @@
 //! while the receiver is down and our own process is killed meanwhile.
 
 use crate::harness::{
-    free_port, get_text, ours, prometheus_at, prometheus_with_config, wait_until, Service,
+    free_port, get_text, ours, prometheus_at, prometheus_with_config, self_metric, unix_now,
+    wait_until, Service,
 };
 use crate::promql_compat::percent_encode;
 use serde_json::Value;
@@ -72,10 +73,7 @@ fn prometheus_remote_writes_what_it_stores() {
         },
     );
     std::thread::sleep(Duration::from_secs(12));
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let now = unix_now() as u64;
     // A window well behind what is still in Prometheus's send queue.
     let (start, end) = (now - 10, now - 4);
     for q in [
@@ -119,13 +117,6 @@ fn prometheus_remote_writes_what_it_stores() {
     assert_eq!(status, 400);
 }
 
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
 /// Raw samples of `{job="proc"}` in the `secs` before `at`, per series.
 fn raw_window(get: &dyn Fn(&str) -> Value, secs: u64, at: u64) -> BTreeMap<String, Value> {
     let q = format!("{{job=\"proc\"}}[{secs}s]");
@@ -133,14 +124,6 @@ fn raw_window(get: &dyn Fn(&str) -> Value, secs: u64, at: u64) -> BTreeMap<Strin
         "/api/v1/query?query={}&time={at}",
         percent_encode(&q)
     )))
-}
-
-fn self_metric(svc: &Service, name: &str) -> f64 {
-    get_text(&svc.url("/metrics"))
-        .lines()
-        .filter(|l| l.starts_with(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 #[test]
@@ -188,7 +171,7 @@ fn our_remote_write_survives_receiver_restart_and_our_crash() {
                 .is_some_and(|r| !r.is_empty())
         },
     );
-    let first = unix_now();
+    let first = unix_now() as u64;
 
     // The receiver goes away; we keep scraping and retrying.
     let receiver_dir = receiver.stop_keeping_dir();
@@ -202,7 +185,7 @@ fn our_remote_write_survives_receiver_restart_and_our_crash() {
     );
     // We crash with unsent samples in the WAL, and come back.
     sender.kill_9();
-    let down_from = unix_now();
+    let down_from = unix_now() as u64;
     std::thread::sleep(Duration::from_secs(2));
     let sender = start();
     std::thread::sleep(Duration::from_secs(3));
@@ -210,7 +193,7 @@ fn our_remote_write_survives_receiver_restart_and_our_crash() {
 
     // Everything we stored in the window arrives, once.
     std::thread::sleep(Duration::from_secs(3));
-    let end = unix_now() - 1;
+    let end = unix_now() as u64 - 1;
     let secs = end - first + 2;
     let ours_get = |path: &str| crate::query_api::get(&sender, path, PASSWORD).1;
     let mut last = (BTreeMap::new(), BTreeMap::new());

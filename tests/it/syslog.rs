@@ -4,7 +4,7 @@
 //! nothing that was read.
 
 use crate::collector::start_collector;
-use crate::harness::{debug_output, free_port, get_text, require, spawn, wait_until, Service};
+use crate::harness::{debug_output, free_port, require, self_metric, spawn, wait_until, Service};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::Command;
@@ -69,14 +69,6 @@ fn send_octet_counted(port: u16, messages: impl Iterator<Item = String>) {
         write!(s, "{} {msg}", msg.len()).unwrap();
     }
     s.flush().unwrap();
-}
-
-fn metric(svc: &Service, name: &str) -> f64 {
-    get_text(&svc.url("/metrics"))
-        .lines()
-        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 /// rsyslog (imtcp in, three omfwd actions out) relays N messages: each must
@@ -158,11 +150,11 @@ action(type="omfwd" target="127.0.0.1" port="{udp}" protocol="udp" template="RSY
         assert_eq!(with_sd[0]["msgid"], "AUDIT");
     }
     assert_eq!(
-        metric(&collector, "carbonio_collector_syslog_messages_total"),
+        self_metric(&collector, "carbonio_collector_syslog_messages_total"),
         (3 * n) as f64
     );
     assert_eq!(
-        metric(
+        self_metric(
             &collector,
             "carbonio_collector_syslog_parse_fallbacks_total"
         ),
@@ -272,11 +264,11 @@ fn logger_messages_edge_cases_and_kill_9() {
         .unwrap();
     assert_eq!(raw["host"], "127.0.0.1");
     assert_eq!(
-        metric(&collector, "carbonio_collector_syslog_truncated_total"),
+        self_metric(&collector, "carbonio_collector_syslog_truncated_total"),
         1.0
     );
     assert_eq!(
-        metric(
+        self_metric(
             &collector,
             "carbonio_collector_syslog_parse_fallbacks_total"
         ),
@@ -406,5 +398,5 @@ fn rsyslog_over_tls_with_client_certificates() {
     let ids: std::collections::BTreeSet<&str> =
         v.iter().map(|l| l["message"].as_str().unwrap()).collect();
     assert_eq!(ids.len(), n);
-    assert!(metric(&collector, "carbonio_collector_syslog_messages_total") >= n as f64);
+    assert!(self_metric(&collector, "carbonio_collector_syslog_messages_total") >= n as f64);
 }

@@ -230,35 +230,22 @@ impl Sender {
                 Next::Skipped { from, to, why } => {
                     tracing::warn!(queue = %self.name, ?from, ?to, why, "remote write skipped part of the WAL");
                 }
-                Next::Pending => {
-                    let due = batch.since.is_some_and(|t| {
-                        t.elapsed() >= self.config.queue_config.batch_send_deadline.0
-                    });
-                    if !due {
-                        if batch.samples.is_empty()
-                            && batch.end > saved
-                            && last_save.elapsed() > Duration::from_secs(5)
-                        {
-                            // Nothing to send: move the pin on anyway.
-                            saved = self.save(batch.end);
-                            last_save = Instant::now();
-                        }
-                        self.stats.update(&self.name, |c| {
-                            c.backlog_bytes = self
-                                .store
-                                .wal_bytes_from(saved.segment)
-                                .saturating_sub(saved.offset)
-                        });
-                        self.sleep(IDLE);
-                        continue;
+                Next::Pending if !self.due(&batch) => {
+                    if batch.samples.is_empty()
+                        && batch.end > saved
+                        && last_save.elapsed() > Duration::from_secs(5)
+                    {
+                        // Nothing to send: move the pin on anyway.
+                        saved = self.save(batch.end);
+                        last_save = Instant::now();
                     }
+                    self.sleep(IDLE);
+                    continue;
                 }
+                Next::Pending => {}
             }
             let full = batch.samples.len() >= self.config.queue_config.max_samples_per_send;
-            let due = batch
-                .since
-                .is_some_and(|t| t.elapsed() >= self.config.queue_config.batch_send_deadline.0);
-            if !(full || due) {
+            if !(full || self.due(&batch)) {
                 continue;
             }
             match self.send_all(&batch.samples, saved) {
@@ -332,11 +319,23 @@ impl Sender {
         ))
     }
 
+    /// Whether the batch has waited `batch_send_deadline`.
+    fn due(&self, batch: &Batch) -> bool {
+        batch
+            .since
+            .is_some_and(|t| t.elapsed() >= self.config.queue_config.batch_send_deadline.0)
+    }
+
     fn save(&self, at: Position) -> Position {
         if let Err(e) = write_position(&self.file, at) {
             tracing::error!(queue = %self.name, file = %self.file.display(), error = %e, "saving the remote write position failed");
         }
         self.store.pin_wal(&self.name, at.segment);
+        let backlog = self
+            .store
+            .wal_bytes_from(at.segment)
+            .saturating_sub(at.offset);
+        self.stats.update(&self.name, |c| c.backlog_bytes = backlog);
         at
     }
 

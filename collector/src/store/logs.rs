@@ -678,16 +678,10 @@ impl LogStore {
         grace: std::time::Duration,
     ) -> Result<usize, LogStoreError> {
         let _one = self.maintenance.lock().unwrap_or_else(|p| p.into_inner());
-        if let Ok(rd) = std::fs::read_dir(self.dir.join("parts")) {
-            for e in rd.filter_map(|e| e.ok()) {
-                let path = e.path();
-                if !file_name(&path).starts_with(".deleting-") {
-                    continue;
-                }
-                if let Some(m) = super::tier::RemotePart::read(&path) {
-                    if let Err(e) = finish_part_deletion(&path, &m) {
-                        tracing::warn!(part = %path.display(), error = %e, "deleting a remote log part failed; tried again later");
-                    }
+        for path in super::tier::hidden_deletions(&self.dir.join("parts")) {
+            if let Some(m) = super::tier::RemotePart::read(&path) {
+                if let Err(e) = finish_part_deletion(&path, &m) {
+                    tracing::warn!(part = %path.display(), error = %e, "deleting a remote log part failed; tried again later");
                 }
             }
         }
@@ -1104,11 +1098,7 @@ fn remove_part(part: &Path) -> Result<(), LogStoreError> {
         std::fs::remove_dir_all(part).map_err(io(part))?;
         return Ok(());
     };
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let hidden = part.with_file_name(format!(".deleting-{}.{stamp}", file_name(part)));
-    std::fs::rename(part, &hidden).map_err(io(part))?;
+    let hidden = super::tier::hide_for_deletion(part).map_err(io(part))?;
     finish_part_deletion(&hidden, &marker)
 }
 

@@ -56,10 +56,40 @@ pub struct Remote {
     pub bytes: u64,
 }
 
+/// The `remote.json` of `dir`, if it has one.
+fn read_marker<T: serde::de::DeserializeOwned>(dir: &Path) -> Option<T> {
+    serde_json::from_slice(&std::fs::read(dir.join(MARKER)).ok()?).ok()
+}
+
 impl Remote {
     pub fn read(dir: &Path) -> Option<Remote> {
-        serde_json::from_slice(&std::fs::read(dir.join(MARKER)).ok()?).ok()
+        read_marker(dir)
     }
+}
+
+/// Renames a remote block or part directory to a hidden, unique name, so it
+/// is no longer listed while its objects are deleted; gives the new path.
+pub fn hide_for_deletion(dir: &Path) -> std::io::Result<PathBuf> {
+    let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("item");
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let hidden = dir.with_file_name(format!(".deleting-{name}.{stamp}"));
+    std::fs::rename(dir, &hidden)?;
+    Ok(hidden)
+}
+
+/// Directories under `parent` whose deletion a crash (or the server)
+/// interrupted after `hide_for_deletion`.
+pub fn hidden_deletions(parent: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(parent)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().starts_with(".deleting-"))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// What `remote.json` says in a log part: the folder of its hour files
@@ -71,7 +101,7 @@ pub struct RemotePart {
 
 impl RemotePart {
     pub fn read(dir: &Path) -> Option<RemotePart> {
-        serde_json::from_slice(&std::fs::read(dir.join(MARKER)).ok()?).ok()
+        read_marker(dir)
     }
 }
 

@@ -57,7 +57,7 @@ pub(crate) fn segment_path(dir: &Path, n: u64) -> PathBuf {
     dir.join(format!("{n:08}"))
 }
 
-fn io_err(path: &Path) -> impl Fn(io::Error) -> WalError + '_ {
+pub(crate) fn io_err(path: &Path) -> impl Fn(io::Error) -> WalError + '_ {
     move |source| WalError::Io {
         path: path.to_path_buf(),
         source,

@@ -3,7 +3,7 @@
 //! A record not yet complete at the end of the newest segment is "pending",
 //! not damage: the writer may be in the middle of it.
 
-use super::wal::{segment_path, segments, WalError, HEADER, MAX_RECORD};
+use super::wal::{io_err, segment_path, segments, WalError, HEADER, MAX_RECORD};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -35,13 +35,6 @@ pub struct Follower {
     dir: PathBuf,
     at: Position,
     open: Option<(u64, File)>,
-}
-
-fn io_err(path: &Path) -> impl Fn(std::io::Error) -> WalError + '_ {
-    move |source| WalError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
 }
 
 impl Follower {
