@@ -10,7 +10,7 @@ PACKAGES=(
   prometheus-postgres-exporter prometheus-nginx-exporter
   postgresql postgresql-client slapd ldap-utils nginx openssl curl
   rsyslog rsyslog-openssl bsdutils logrotate prometheus-alertmanager systemd
-  chromium chromium-driver debootstrap python3-venv
+  chromium chromium-driver debootstrap python3-venv iproute2
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

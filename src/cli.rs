@@ -644,6 +644,9 @@ pub struct CollectorArgs {
     /// Allow reloading the configuration with POST /-/reload (as Prometheus's flag).
     #[arg(long = "web.enable-lifecycle")]
     pub enable_lifecycle: bool,
+    /// exporter-toolkit web config file: `tls_server_config` and `basic_auth_users` for every endpoint (query nodes reading /api/v1/fleet/* then need the credentials).
+    #[arg(long = "web.config.file")]
+    pub web_config: Option<PathBuf>,
     #[command(flatten)]
     pub storage: StorageArgs,
 }
@@ -671,10 +674,10 @@ pub struct RunArgs {
 
 #[derive(Args, Debug)]
 pub struct QueryArgs {
-    /// Configuration file for the `query:` and `auth:` sections (other sections are ignored).
+    /// Configuration file for the `query:`, `auth:`, `storage.object_store` and `fleet:` sections (other sections are ignored).
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Data directory a collector writes (read only).
+    /// Data directory a collector writes (read only); with `fleet:`, this node's own state (users, mirrored catalogs, object cache).
     #[arg(long, default_value = "data")]
     pub data: PathBuf,
     /// Address of the API and the web UI (":PORT": all interfaces).

@@ -518,12 +518,29 @@ fn run_query(args: cli::QueryArgs) -> Result<()> {
         config.storage.object_store.as_ref(),
         &args.data,
     )?;
-    let metrics =
-        carbonio_query::source::RefreshingSnapshot::open(args.data.clone(), args.refresh_interval)?;
-    let logs = carbonio_query::source::RefreshingLogs::open(
-        args.data.join("logs"),
-        args.refresh_interval,
-    )?;
+    type Metrics = Arc<dyn carbonio_collector::store::MetricRead + Send + Sync>;
+    type Logs = Arc<dyn carbonio_query::logs_table::LogSource>;
+    let (metrics, logs): (Metrics, Logs) = match &config.fleet {
+        // Several collectors: their bucket prefixes and their heads.
+        Some(fleet) => {
+            let f = carbonio_query::fleet::Fleet::start(fleet, &args.data)?;
+            tracing::info!(
+                collectors = fleet.collectors.len(),
+                "serving a fleet of collectors"
+            );
+            (f.clone(), f)
+        }
+        None => (
+            carbonio_query::source::RefreshingSnapshot::open(
+                args.data.clone(),
+                args.refresh_interval,
+            )?,
+            carbonio_query::source::RefreshingLogs::open(
+                args.data.join("logs"),
+                args.refresh_interval,
+            )?,
+        ),
+    };
     let log_api = log_api(&config, logs, metrics.clone());
     let svc = api::QueryService::new(metrics, engine, config.query.max_concurrency, text);
     let tls = web_tls(args.web_config.as_deref())?;
@@ -814,11 +831,18 @@ fn run_collector(args: cli::CollectorArgs) -> Result<()> {
     let listener = rt
         .block_on(tokio::net::TcpListener::bind(&args.listen))
         .with_context(|| format!("listening on {}", args.listen))?;
-    tracing::info!(address = %args.listen, "collector listening");
-    let served =
-        carbonio_collector::http::serve(listener, collector.clone(), args.enable_lifecycle);
+    let web = match &args.web_config {
+        Some(path) => carbonio_exporters::webconfig::WebConfig::load(path)?,
+        None => Default::default(),
+    };
+    let tls = web_tls(args.web_config.as_deref())?;
+    tracing::info!(address = %args.listen, tls = tls.is_some(), basic_auth = !web.basic_auth_users.is_empty(), "collector listening");
+    let app = carbonio_exporters::serve::protect(
+        carbonio_collector::http::router(collector.clone(), args.enable_lifecycle),
+        &web,
+    );
     rt.spawn(async move {
-        if let Err(e) = served.await {
+        if let Err(e) = serve_http(listener, app, tls).await {
             tracing::error!(error = %e, "HTTP listener failed");
         }
     });

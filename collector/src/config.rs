@@ -76,6 +76,48 @@ pub struct Config {
     /// Where finished blocks live besides the data directory.
     #[serde(default)]
     pub storage: StorageConfig,
+    /// Collectors a stateless `carbonio-monitor query` serves together
+    /// (their buckets' prefixes in `storage.object_store`'s bucket).
+    pub fleet: Option<FleetConfig>,
+}
+
+/// The collectors a query node answers for: their blocks and log parts
+/// from the bucket, their heads from each collector over HTTP.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetConfig {
+    pub collectors: Vec<FleetMember>,
+    /// Labels that tell replicas apart (as Thanos's `--query.replica-label`):
+    /// dropped from results, and series equal without them merged.
+    #[serde(default)]
+    pub replica_labels: Vec<String>,
+    /// How often the bucket is listed for new blocks and log parts.
+    #[serde(default = "default_fleet_refresh")]
+    pub refresh_interval: Dur,
+    /// Time limit of each request to a collector.
+    #[serde(default = "default_fleet_timeout")]
+    pub timeout: Dur,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetMember {
+    /// The collector's HTTP address, e.g. `http://10.0.0.5:9464`.
+    pub url: String,
+    /// The collector's `storage.object_store.prefix`.
+    #[serde(default)]
+    pub prefix: String,
+    /// Credentials for a collector started with `--web.config.file`.
+    pub basic_auth: Option<BasicAuth>,
+    pub authorization: Option<Authorization>,
+    pub tls_config: Option<TlsConfig>,
+}
+
+fn default_fleet_refresh() -> Dur {
+    Dur(Duration::from_secs(15))
+}
+fn default_fleet_timeout() -> Dur {
+    Dur(Duration::from_secs(30))
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -1151,6 +1193,33 @@ impl Config {
                 ));
             }
         }
+        if let Some(f) = &cfg.fleet {
+            let at = format!("fleet (line {})", line_of(text, "fleet"));
+            if cfg.storage.object_store.is_none() {
+                return Err(invalid(
+                    at,
+                    "needs storage.object_store (the collectors' bucket)".into(),
+                ));
+            }
+            let mut seen = HashSet::new();
+            for m in &f.collectors {
+                if !(m.url.starts_with("http://") || m.url.starts_with("https://")) {
+                    return Err(invalid(
+                        at,
+                        format!("collector url {:?}: http:// or https:// expected", m.url),
+                    ));
+                }
+                if !seen.insert(m.prefix.trim_matches('/')) {
+                    return Err(invalid(
+                        at,
+                        format!(
+                            "two collectors with prefix {:?}: each collector needs its own",
+                            m.prefix
+                        ),
+                    ));
+                }
+            }
+        }
         let mut queues = HashSet::new();
         for (i, rw) in cfg.remote_write.iter().enumerate() {
             let at = format!("remote_write[{i}] (line {})", line_of(text, &rw.url));
@@ -1240,6 +1309,27 @@ mod tests {
 
     fn parse(text: &str) -> Result<(Config, Vec<Job>), ConfigError> {
         Config::parse(Path::new("carbonio-monitor.yml"), text)
+    }
+
+    #[test]
+    fn fleet_needs_a_bucket_and_one_prefix_per_collector() {
+        let bucket = "storage:\n  object_store:\n    bucket: b\n";
+        let fleet = "fleet:\n  replica_labels: [replica]\n  collectors:\n    - url: http://a:9097\n      prefix: site/a\n";
+        let (cfg, _) = parse(&format!("{bucket}{fleet}")).unwrap();
+        let f = cfg.fleet.unwrap();
+        assert_eq!(f.collectors[0].prefix, "site/a");
+        assert_eq!(f.refresh_interval.0, Duration::from_secs(15));
+        assert!(parse(fleet)
+            .unwrap_err()
+            .to_string()
+            .contains("storage.object_store"));
+        let twice = format!("{bucket}{fleet}    - url: http://b:9097\n      prefix: site/a/\n");
+        assert!(parse(&twice).unwrap_err().to_string().contains("own"));
+        let no_scheme = format!("{bucket}fleet:\n  collectors:\n    - url: a:9097\n");
+        assert!(parse(&no_scheme)
+            .unwrap_err()
+            .to_string()
+            .contains("http://"));
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The collector's HTTP listener: health and readiness, `POST /-/reload`
 //! (behind `--web.enable-lifecycle`, as in Prometheus), its own metrics, and
 //! `/api/v1/targets` and `/api/v1/status/config` in Prometheus's JSON shapes,
-//! and the remote-write receiver `/api/v1/write`.
+//! the remote-write receiver `/api/v1/write`, and `/api/v1/fleet/*`, what
+//! a stateless query node asks (see `fleet`).
 
 use crate::discovery::format_duration;
 use crate::service::Collector;
@@ -39,19 +40,15 @@ pub fn router(collector: Arc<Collector>, lifecycle: bool) -> Router {
                 crate::remote_write::MAX_BODY,
             )),
         )
+        .route("/api/v1/fleet/info", get(fleet_info))
+        .route("/api/v1/fleet/metadata", get(fleet_metadata))
+        .route("/api/v1/fleet/select", post(fleet_select))
+        .route("/api/v1/fleet/series", post(fleet_series))
+        .route("/api/v1/fleet/logs", post(fleet_logs))
         .with_state(App {
             collector,
             lifecycle,
         })
-}
-
-/// Serves the router on `listener` until the process ends.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    collector: Arc<Collector>,
-    lifecycle: bool,
-) -> std::io::Result<()> {
-    axum::serve(listener, router(collector, lifecycle)).await
 }
 
 /// Prometheus remote write: 204 once stored (durable in the WAL); 400 for
@@ -188,4 +185,97 @@ fn active_target(t: &crate::manager::TargetStatus) -> Value {
 
 async fn config(State(app): State<App>) -> Json<Value> {
     Json(json!({"status": "success", "data": {"yaml": app.collector.config_text()}}))
+}
+
+async fn fleet_info(State(app): State<App>) -> Json<crate::fleet::Info> {
+    Json(crate::fleet::Info {
+        external_labels: app.collector.external_labels(),
+    })
+}
+
+async fn fleet_metadata(State(app): State<App>) -> Json<crate::fleet::Metadata> {
+    use crate::store::MetricRead;
+    Json(app.collector.store().metadata())
+}
+
+/// Runs `f` on a blocking thread: 200 with an Arrow stream, or the error.
+async fn arrow_reply(
+    f: impl FnOnce() -> Result<Vec<u8>, (StatusCode, String)> + Send + 'static,
+) -> Response {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(body)) => {
+            ([(header::CONTENT_TYPE, crate::fleet::ARROW_STREAM)], body).into_response()
+        }
+        Ok(Err(e)) => e.into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
+}
+
+fn matchers_of(
+    req: &crate::fleet::SelectRequest,
+) -> Result<Vec<crate::store::head::Matcher>, (StatusCode, String)> {
+    req.matchers
+        .iter()
+        .map(|m| m.to_matcher())
+        .collect::<Result<_, _>>()
+        .map_err(|e| (StatusCode::BAD_REQUEST, format!("{e}\n")))
+}
+
+fn server_error(e: impl std::fmt::Display) -> (StatusCode, String) {
+    (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n"))
+}
+
+/// Samples of the head and of the blocks the query node does not know.
+async fn fleet_select(
+    State(app): State<App>,
+    Json(req): Json<crate::fleet::SelectRequest>,
+) -> Response {
+    arrow_reply(move || {
+        let matchers = matchers_of(&req)?;
+        let known = req.known_blocks.iter().cloned().collect();
+        let selected = app
+            .collector
+            .store()
+            .select_except(&matchers, req.start, req.end, &known)
+            .map_err(server_error)?;
+        crate::fleet::encode_selected(&selected).map_err(server_error)
+    })
+    .await
+}
+
+async fn fleet_series(
+    State(app): State<App>,
+    Json(req): Json<crate::fleet::SelectRequest>,
+) -> Response {
+    use crate::store::MetricRead;
+    let found = tokio::task::spawn_blocking(move || {
+        let matchers = matchers_of(&req)?;
+        app.collector
+            .store()
+            .series(&matchers, req.start, req.end)
+            .map_err(server_error)
+    })
+    .await;
+    match found {
+        Ok(Ok(series)) => Json(series).into_response(),
+        Ok(Err(e)) => e.into_response(),
+        Err(e) => server_error(e).into_response(),
+    }
+}
+
+/// Log rows of the head and of the parts the query node does not know.
+async fn fleet_logs(
+    State(app): State<App>,
+    Json(req): Json<crate::fleet::LogsRequest>,
+) -> Response {
+    arrow_reply(move || {
+        let known = req.known_parts.iter().cloned().collect();
+        let (batches, parts) = app
+            .collector
+            .logs()
+            .scan_except(req.start_ns, req.end_ns, &known)
+            .map_err(server_error)?;
+        crate::fleet::encode_logs(&batches, &parts).map_err(server_error)
+    })
+    .await
 }

@@ -13,6 +13,7 @@
 pub mod config;
 pub mod discovery;
 pub mod duration;
+pub mod fleet;
 pub mod http;
 pub mod import;
 pub mod logmetrics;

@@ -86,6 +86,7 @@ pub type ReloadHook = Box<dyn Fn(&Config) + Send + Sync>;
 
 struct Running {
     text: String,
+    external_labels: crate::relabel::Labels,
     manager: Option<Manager>,
 }
 
@@ -168,6 +169,7 @@ impl Collector {
             stash,
             running: Mutex::new(Running {
                 text,
+                external_labels: config.global.external_labels.clone(),
                 manager: Some(manager),
             }),
             stop: Arc::new(AtomicBool::new(false)),
@@ -219,6 +221,7 @@ impl Collector {
         );
         running.manager = Some(manager);
         running.text = text;
+        running.external_labels = config.global.external_labels.clone();
         self.log_metrics.set_rules(config.log_metrics.clone());
         *self
             .log_metrics_interval
@@ -326,6 +329,16 @@ impl Collector {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .text
+            .clone()
+    }
+
+    /// `global.external_labels` of the running configuration: a query node
+    /// adds them to this collector's series, as Thanos does.
+    pub fn external_labels(&self) -> crate::relabel::Labels {
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .external_labels
             .clone()
     }
 

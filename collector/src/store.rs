@@ -36,9 +36,16 @@ fn select_in(
     matchers: &[Matcher],
     start: i64,
     end: i64,
+    skip: &std::collections::HashSet<String>,
 ) -> Result<Vec<head::Selected>, StoreError> {
     let mut merged: std::collections::BTreeMap<Labels, Vec<(i64, f64)>> = Default::default();
     read_overlapping(dir, start, end, |block| {
+        if block
+            .file_name()
+            .is_some_and(|n| skip.contains(n.to_string_lossy().as_ref()))
+        {
+            return Ok(());
+        }
         let index = cache::get(block)?;
         let samples = index.read(block, &index.matching(matchers), start, end)?;
         for (pos, points) in samples {
@@ -415,7 +422,14 @@ impl MetricRead for Snapshot {
         start: i64,
         end: i64,
     ) -> Result<Vec<head::Selected>, StoreError> {
-        select_in(&self.dir, &self.head, matchers, start, end)
+        select_in(
+            &self.dir,
+            &self.head,
+            matchers,
+            start,
+            end,
+            &Default::default(),
+        )
     }
 
     fn series(
@@ -489,6 +503,9 @@ pub enum StoreError {
     Tier(#[from] tier::TierError),
     #[error(transparent)]
     Block(#[from] BlockError),
+    /// A collector a query node asked (`fleet:`) did not answer.
+    #[error("{0}")]
+    Remote(String),
     #[error("{path}: {msg}")]
     Lock {
         path: std::path::PathBuf,
@@ -955,6 +972,19 @@ impl Store {
             .unwrap_or(0)
     }
 
+    /// `select` leaving out the blocks named in `known` (a query node reads
+    /// those from object storage itself).
+    pub fn select_except(
+        &self,
+        matchers: &[Matcher],
+        start: i64,
+        end: i64,
+        known: &std::collections::HashSet<String>,
+    ) -> Result<Vec<head::Selected>, StoreError> {
+        let head = self.head.read().unwrap_or_else(|p| p.into_inner());
+        select_in(&self.dir, &head, matchers, start, end, known)
+    }
+
     pub fn with_head<T>(&self, f: impl FnOnce(&Head) -> T) -> T {
         f(&self.head.read().unwrap_or_else(|p| p.into_inner()))
     }
@@ -968,7 +998,7 @@ impl MetricRead for Store {
         end: i64,
     ) -> Result<Vec<head::Selected>, StoreError> {
         let head = self.head.read().unwrap_or_else(|p| p.into_inner());
-        select_in(&self.dir, &head, matchers, start, end)
+        select_in(&self.dir, &head, matchers, start, end, &Default::default())
     }
 
     fn series(

@@ -42,6 +42,10 @@ pub struct ServeOptions {
 struct AppState {
     exporter: Arc<dyn Exporter>,
     telemetry_path: String,
+}
+
+/// The web config's basic auth users and response headers.
+struct Guard {
     users: std::collections::BTreeMap<String, String>,
     /// SHA-256 of "user:password:hash" already verified, so bcrypt runs once per credential.
     verified: Mutex<HashSet<[u8; 32]>>,
@@ -50,6 +54,20 @@ struct AppState {
 
 /// Builds the router; exposed so tests can drive it in-process.
 pub fn router(exporter: Arc<dyn Exporter>, telemetry_path: &str, web: &WebConfig) -> Router {
+    let state = Arc::new(AppState {
+        exporter,
+        telemetry_path: telemetry_path.to_string(),
+    });
+    let app = Router::new()
+        .route(telemetry_path, get(metrics))
+        .route("/", get(landing))
+        .with_state(state);
+    protect(app, web)
+}
+
+/// `app` behind the web config's basic auth users (when it has any), with
+/// its response headers added.
+pub fn protect(app: Router, web: &WebConfig) -> Router {
     let headers = web
         .http_server_config
         .iter()
@@ -61,21 +79,12 @@ pub fn router(exporter: Arc<dyn Exporter>, telemetry_path: &str, web: &WebConfig
             ))
         })
         .collect();
-    let state = Arc::new(AppState {
-        exporter,
-        telemetry_path: telemetry_path.to_string(),
+    let guard = Arc::new(Guard {
         users: web.basic_auth_users.clone(),
         verified: Mutex::new(HashSet::new()),
         headers,
     });
-    Router::new()
-        .route(telemetry_path, get(metrics))
-        .route("/", get(landing))
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth_and_headers,
-        ))
-        .with_state(state)
+    app.layer(middleware::from_fn_with_state(guard, auth_and_headers))
 }
 
 /// Serves until the process is stopped.
@@ -138,7 +147,7 @@ pub async fn serve_tls(listener: TcpListener, app: Router, cfg: Arc<rustls::Serv
 }
 
 async fn auth_and_headers(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<Guard>>,
     req: Request<Body>,
     next: Next,
 ) -> Response {
@@ -157,7 +166,7 @@ async fn auth_and_headers(
     resp
 }
 
-fn authorized(state: &AppState, headers: &HeaderMap) -> bool {
+fn authorized(state: &Guard, headers: &HeaderMap) -> bool {
     let Some((user, pass)) = basic_credentials(headers) else {
         return false;
     };

@@ -220,21 +220,29 @@ fn check_config_agrees_with_promtool() {
     }
 }
 
+fn check_config(path: &std::path::Path) -> std::process::Output {
+    Command::new(OURS)
+        .arg("check-config")
+        .arg(path)
+        .output()
+        .unwrap()
+}
+
 /// The shipped Consul examples pass our check. (Debian's Prometheus is
 /// built without Consul discovery: its promtool refuses
 /// `consul_sd_configs`, so it cannot be the judge here.)
 #[test]
 fn shipped_consul_examples_are_valid() {
     let dir = tempfile::tempdir().unwrap();
-    for name in ["consul-sd.yml", "carbonio-native.yml"] {
+    for name in [
+        "consul-sd.yml",
+        "carbonio-native.yml",
+        "fleet-collector.yml",
+    ] {
         let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("deploy/examples")
             .join(name);
-        let ours = Command::new(OURS)
-            .arg("check-config")
-            .arg(&example)
-            .output()
-            .unwrap();
+        let ours = check_config(&example);
         assert!(
             ours.status.success(),
             "ours on {name}: {}",
@@ -244,14 +252,36 @@ fn shipped_consul_examples_are_valid() {
         let text = std::fs::read_to_string(&example).unwrap();
         let broken = dir.path().join(name);
         std::fs::write(&broken, text.replacen("regex:", "regexp:", 1)).unwrap();
-        let out = Command::new(OURS)
-            .arg("check-config")
-            .arg(&broken)
-            .output()
-            .unwrap();
+        let out = check_config(&broken);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success() && err.contains("regexp"), "{err}");
     }
+}
+
+/// The query node's scale-out example passes our check; without its
+/// bucket it is refused.
+#[test]
+fn shipped_fleet_query_example_is_valid() {
+    let example =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/examples/fleet-query.yml");
+    let ours = check_config(&example);
+    assert!(
+        ours.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ours.stderr)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(&example).unwrap();
+    let broken = dir.path().join("fleet-query.yml");
+    let start = text.find("storage:").unwrap();
+    let end = text.find("fleet:").unwrap();
+    std::fs::write(&broken, format!("{}{}", &text[..start], &text[end..])).unwrap();
+    let out = check_config(&broken);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("storage.object_store"),
+        "{err}"
+    );
 }
 
 /// The role examples: the Monitoring node's configuration passes our

@@ -973,6 +973,11 @@ pub fn mutual_tls(dir: &Path) -> MutualTls {
 /// moto_server (PyPI `moto[server]`, an in-memory S3) on `port`, with
 /// `bucket` created. Restarting it on the same port gives an empty server.
 pub fn moto_on(port: u16, bucket: &str) -> Service {
+    moto_at("127.0.0.1", port, bucket)
+}
+
+/// `moto_on` bound to `host` (e.g. `0.0.0.0` for network namespaces).
+pub fn moto_at(host: &str, port: u16, bucket: &str) -> Service {
     let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
     let bin = PathBuf::from(home).join(".cache/carbonio-monitor/moto/bin/moto_server");
     assert!(
@@ -981,7 +986,7 @@ pub fn moto_on(port: u16, bucket: &str) -> Service {
         bin.display()
     );
     let mut cmd = Command::new(bin);
-    cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+    cmd.args(["-H", host, "-p", &port.to_string()]);
     let svc = spawn(
         "moto_server",
         tempfile::tempdir().expect("tempdir"),

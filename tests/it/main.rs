@@ -11,6 +11,7 @@ mod dashboards;
 mod default_rules;
 mod deploy;
 mod expo;
+mod fleet;
 mod harness;
 mod ldap;
 mod log_metrics;

@@ -559,7 +559,30 @@ impl LogStore {
     pub fn view(&self, start_ns: i64, end_ns: i64) -> Result<LogView, LogStoreError> {
         let head = self.head.read().unwrap_or_else(|p| p.into_inner());
         let flushing = self.flushing.read().unwrap_or_else(|p| p.into_inner());
-        view_in(&self.dir, &head, Some(&flushing), start_ns, end_ns)
+        view_in(
+            &self.dir,
+            &head,
+            Some(&flushing),
+            start_ns,
+            end_ns,
+            &Default::default(),
+        )
+    }
+
+    /// `scan` leaving out the parts named in `known` (a query node reads
+    /// those from object storage itself), with the parts it did read:
+    /// (name, parts that one replaces).
+    pub fn scan_except(
+        &self,
+        start_ns: i64,
+        end_ns: i64,
+        known: &std::collections::HashSet<String>,
+    ) -> Result<(Vec<RecordBatch>, PartNames), LogStoreError> {
+        let head = self.head.read().unwrap_or_else(|p| p.into_inner());
+        let flushing = self.flushing.read().unwrap_or_else(|p| p.into_inner());
+        let view = view_in(&self.dir, &head, Some(&flushing), start_ns, end_ns, known)?;
+        let parts = view.parts.clone();
+        Ok((read_view(view, start_ns, end_ns), parts))
     }
 
     /// Merges the files of each finished hour that is spread over several
@@ -747,7 +770,12 @@ pub struct LogView {
     /// Files in object storage: (key, bytes).
     pub remote: Vec<(String, u64)>,
     pub head: Option<RecordBatch>,
+    /// The parts the files belong to.
+    pub parts: PartNames,
 }
+
+/// Parts by name, each with the names of the parts it replaces.
+pub type PartNames = Vec<(String, Vec<String>)>;
 
 fn view_in(
     dir: &Path,
@@ -755,9 +783,11 @@ fn view_in(
     flushing: Option<&Flushing>,
     start_ns: i64,
     end_ns: i64,
+    known: &std::collections::HashSet<String>,
 ) -> Result<LogView, LogStoreError> {
     let mut files = Vec::new();
     let mut remote = Vec::new();
+    let mut parts = Vec::new();
     // Until the flush's part is listed, its lines are read from memory.
     let mut flushed = flushing.is_none_or(|f| f.records.is_empty());
     for part in list_parts(dir)? {
@@ -767,6 +797,11 @@ fn view_in(
         if flushing.is_some_and(|f| meta.wal_before >= f.wal_before) {
             flushed = true;
         }
+        let name = file_name(&part);
+        if known.contains(&name) {
+            continue;
+        }
+        parts.push((name, meta.replaces.clone()));
         let marker = super::tier::RemotePart::read(&part);
         for f in meta
             .files
@@ -804,6 +839,7 @@ fn view_in(
         files,
         remote,
         head,
+        parts,
     })
 }
 
@@ -814,7 +850,13 @@ fn scan_in(
     start_ns: i64,
     end_ns: i64,
 ) -> Result<Vec<RecordBatch>, LogStoreError> {
-    let view = view_in(dir, head, flushing, start_ns, end_ns)?;
+    let view = view_in(dir, head, flushing, start_ns, end_ns, &Default::default())?;
+    Ok(read_view(view, start_ns, end_ns))
+}
+
+/// The rows of a view's files and head in [start_ns, end_ns]; unreadable
+/// files are reported and skipped.
+fn read_view(view: LogView, start_ns: i64, end_ns: i64) -> Vec<RecordBatch> {
     let mut out = Vec::new();
     for (file, _) in &view.files {
         match batches(file) {
@@ -835,7 +877,7 @@ fn scan_in(
         }
     }
     out.extend(view.head);
-    Ok(out)
+    out
 }
 
 /// A read-only view of a log store directory (parts plus the WAL replayed
@@ -871,7 +913,14 @@ impl LogSnapshot {
     }
 
     pub fn view(&self, start_ns: i64, end_ns: i64) -> Result<LogView, LogStoreError> {
-        view_in(&self.dir, &self.head, None, start_ns, end_ns)
+        view_in(
+            &self.dir,
+            &self.head,
+            None,
+            start_ns,
+            end_ns,
+            &Default::default(),
+        )
     }
 }
 

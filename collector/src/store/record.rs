@@ -23,7 +23,18 @@ pub enum Record {
 
 /// A metric family's metadata as `/api/v1/metadata` reports it: `kind` is
 /// the type name (`counter`, `gauge`, ..., `unknown`).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default, serde::Serialize)]
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub struct MetricMeta {
     #[serde(rename = "type")]
     pub kind: String,

@@ -422,6 +422,31 @@ impl Tier {
 
     /// Bytes [start, start + len) of the object `key` of `size` bytes,
     /// through the chunk cache.
+    /// Every object under `prefix` (a folder, ending in `/`): (key, size).
+    pub fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>, TierError> {
+        use futures_util::TryStreamExt;
+        let store = self.store.clone();
+        let prefix = ObjectPath::from(prefix);
+        let objects: Vec<object_store::ObjectMeta> =
+            self.run(async move { store.list(Some(&prefix)).try_collect().await })??;
+        Ok(objects
+            .into_iter()
+            .map(|o| (o.location.to_string(), o.size))
+            .collect())
+    }
+
+    /// A whole (small) object, not cached: manifests a query node mirrors.
+    pub fn get(&self, key: &str) -> Result<Bytes, TierError> {
+        let store = self.store.clone();
+        let path = ObjectPath::from(key);
+        Ok(self.run(async move {
+            match store.get(&path).await {
+                Ok(r) => r.bytes().await,
+                Err(e) => Err(e),
+            }
+        })??)
+    }
+
     pub fn read_key(&self, key: &str, size: u64, start: u64, len: usize) -> std::io::Result<Bytes> {
         let fetch = |range: std::ops::Range<u64>| -> std::io::Result<Bytes> {
             self.counts.range_requests.fetch_add(1, Ordering::Relaxed);
