@@ -699,6 +699,7 @@ fn run_all(args: cli::RunArgs) -> Result<()> {
             .merge(carbonio_collector::http::router(
                 collector.clone(),
                 args.enable_lifecycle,
+                true, // behind api::protect
             ))
             .merge(ui_routes(&auth, tls.is_some())?),
         auth,
@@ -838,7 +839,11 @@ fn run_collector(args: cli::CollectorArgs) -> Result<()> {
     let tls = web_tls(args.web_config.as_deref())?;
     tracing::info!(address = %args.listen, tls = tls.is_some(), basic_auth = !web.basic_auth_users.is_empty(), "collector listening");
     let app = carbonio_exporters::serve::protect(
-        carbonio_collector::http::router(collector.clone(), args.enable_lifecycle),
+        carbonio_collector::http::router(
+            collector.clone(),
+            args.enable_lifecycle,
+            !web.basic_auth_users.is_empty(),
+        ),
         &web,
     );
     rt.spawn(async move {

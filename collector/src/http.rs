@@ -20,7 +20,19 @@ struct App {
     lifecycle: bool,
 }
 
-pub fn router(collector: Arc<Collector>, lifecycle: bool) -> Router {
+/// The collector's routes. `fleet_api`: serve `/api/v1/fleet/*` (stored
+/// data) — only behind authentication; otherwise those paths say so.
+pub fn router(collector: Arc<Collector>, lifecycle: bool, fleet_api: bool) -> Router {
+    let fleet = if fleet_api {
+        Router::new()
+            .route("/api/v1/fleet/info", get(fleet_info))
+            .route("/api/v1/fleet/metadata", get(fleet_metadata))
+            .route("/api/v1/fleet/select", post(fleet_select))
+            .route("/api/v1/fleet/series", post(fleet_series))
+            .route("/api/v1/fleet/logs", post(fleet_logs))
+    } else {
+        Router::new().route("/api/v1/fleet/{*rest}", axum::routing::any(fleet_disabled))
+    };
     Router::new()
         .route(
             "/-/healthy",
@@ -40,11 +52,7 @@ pub fn router(collector: Arc<Collector>, lifecycle: bool) -> Router {
                 crate::remote_write::MAX_BODY,
             )),
         )
-        .route("/api/v1/fleet/info", get(fleet_info))
-        .route("/api/v1/fleet/metadata", get(fleet_metadata))
-        .route("/api/v1/fleet/select", post(fleet_select))
-        .route("/api/v1/fleet/series", post(fleet_series))
-        .route("/api/v1/fleet/logs", post(fleet_logs))
+        .merge(fleet)
         .with_state(App {
             collector,
             lifecycle,
@@ -185,6 +193,14 @@ fn active_target(t: &crate::manager::TargetStatus) -> Value {
 
 async fn config(State(app): State<App>) -> Json<Value> {
     Json(json!({"status": "success", "data": {"yaml": app.collector.config_text()}}))
+}
+
+async fn fleet_disabled() -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        "the fleet API serves stored data: start the collector with --web.config.file holding basic_auth_users\n",
+    )
+        .into_response()
 }
 
 async fn fleet_info(State(app): State<App>) -> Json<crate::fleet::Info> {

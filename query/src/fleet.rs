@@ -20,8 +20,8 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-/// Largest reply accepted from a collector.
-const MAX_REPLY: u64 = 4 << 30;
+/// Largest reply accepted from a collector; a larger one fails the query.
+const MAX_REPLY: u64 = 2 << 30;
 
 /// A collector's part of a log read: its files in the bucket (key, size)
 /// and the rows it sent.
@@ -34,8 +34,9 @@ struct MemberLogs {
 struct View {
     metrics: Snapshot,
     logs: LogSnapshot,
-    catalog: mirror::Catalog,
-    external_labels: Labels,
+    /// None until the collector has told them once (or a mirror kept them):
+    /// its series cannot be labelled, so they are not answered.
+    external_labels: Option<Labels>,
 }
 
 struct Member {
@@ -63,8 +64,8 @@ impl Fleet {
             StoreError::Remote("fleet: needs storage.object_store (the collectors' bucket)".into())
         })?;
         let mut members = Vec::new();
-        for (i, c) in config.collectors.iter().enumerate() {
-            let mirror = data.join("fleet").join(format!("{i}"));
+        for c in &config.collectors {
+            let mirror = data.join("fleet").join(mirror_name(&c.url, &c.prefix));
             let bad = |e: String| StoreError::Remote(format!("fleet collector {}: {e}", c.url));
             let mut agent = ureq::AgentBuilder::new()
                 .timeout(config.timeout.0)
@@ -79,11 +80,7 @@ impl Fleet {
                 agent: agent.build(),
                 auth: carbonio_collector::config::auth_header(&c.basic_auth, &c.authorization)
                     .map_err(bad)?,
-                view: RwLock::new(Arc::new(open_view(
-                    &mirror,
-                    Default::default(),
-                    Labels::new(),
-                )?)),
+                view: RwLock::new(Arc::new(open_view(&mirror, None)?)),
                 mirror,
             });
         }
@@ -108,19 +105,16 @@ impl Fleet {
         Ok(fleet)
     }
 
-    /// Lists the bucket for each collector and asks each for its labels;
-    /// a failure keeps that collector's previous view.
+    /// Lists the bucket for each collector and asks each for its labels.
+    /// Reads send each collector the names the mirror holds at that moment,
+    /// so a refresh that stops half way loses and doubles nothing.
     pub fn refresh(&self) {
         for m in &self.members {
-            let catalog = match mirror::refresh(self.tier, &m.prefix, &m.mirror) {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(collector = %m.url, error = %e, "listing the collector's objects failed; its previous catalog is used");
-                    continue;
-                }
-            };
+            if let Err(e) = mirror::refresh(self.tier, &m.prefix, &m.mirror) {
+                tracing::warn!(collector = %m.url, error = %e, "listing the collector's objects failed; tried again at the next refresh");
+            }
             let labels = self.info(m);
-            match open_view(&m.mirror, catalog, labels) {
+            match open_view(&m.mirror, labels) {
                 Ok(v) => *m.view.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(v),
                 Err(e) => {
                     tracing::warn!(collector = %m.url, error = %e, "opening the mirrored catalog failed")
@@ -131,7 +125,7 @@ impl Fleet {
 
     /// The collector's external labels, remembered in the mirror so a
     /// collector that is down still labels its data in the bucket.
-    fn info(&self, m: &Member) -> Labels {
+    fn info(&self, m: &Member) -> Option<Labels> {
         let saved = m.mirror.join("info.json");
         let asked = m.get_json::<Info>("/api/v1/fleet/info");
         match asked {
@@ -139,21 +133,29 @@ impl Fleet {
                 if let Ok(json) = serde_json::to_vec(&info) {
                     let _ = std::fs::write(&saved, json);
                 }
-                info.external_labels
+                Some(info.external_labels)
             }
             Err(e) => {
                 tracing::warn!(collector = %m.url, error = %e, "collector info unavailable; last known labels used");
                 std::fs::read(&saved)
                     .ok()
                     .and_then(|b| serde_json::from_slice::<Info>(&b).ok())
-                    .unwrap_or_default()
-                    .external_labels
+                    .map(|i| i.external_labels)
             }
         }
     }
 }
 
 impl Member {
+    fn external_labels<'a>(&self, view: &'a View) -> Result<&'a Labels, StoreError> {
+        view.external_labels.as_ref().ok_or_else(|| {
+            StoreError::Remote(format!(
+                "collector {}: its external labels are not known yet (GET /api/v1/fleet/info has not answered)",
+                self.url
+            ))
+        })
+    }
+
     fn request(&self, method: &str, url: &str) -> ureq::Request {
         let req = self.agent.request(method, url);
         match &self.auth {
@@ -188,9 +190,14 @@ fn read_reply(reply: ureq::Response, url: &str) -> Result<Vec<u8>, String> {
     let mut bytes = Vec::new();
     reply
         .into_reader()
-        .take(MAX_REPLY)
+        .take(MAX_REPLY + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| format!("collector {url}: {e}"))?;
+    if bytes.len() as u64 > MAX_REPLY {
+        return Err(format!(
+            "collector {url}: reply larger than {MAX_REPLY} bytes (narrow the query)"
+        ));
+    }
     Ok(bytes)
 }
 
@@ -205,7 +212,8 @@ impl Fleet {
         end: i64,
     ) -> Result<Vec<Selected>, StoreError> {
         let view = m.view.read().unwrap_or_else(|p| p.into_inner()).clone();
-        let own = own_matchers(matchers, &view.external_labels);
+        let external = m.external_labels(&view)?;
+        let own = own_matchers(matchers, external);
         let mut merged: BTreeMap<Labels, Vec<(i64, f64)>> = BTreeMap::new();
         for (l, s) in view.metrics.select(&own, start, end)? {
             merged.entry(l).or_default().extend(s);
@@ -214,7 +222,7 @@ impl Fleet {
             matchers: own.iter().map(WireMatcher::of).collect(),
             start,
             end,
-            known_blocks: view.catalog.blocks.clone(),
+            known_blocks: mirror::block_names(&m.mirror),
         };
         let bytes = m
             .post("/api/v1/fleet/select", req)
@@ -227,7 +235,7 @@ impl Fleet {
         Ok(merged
             .into_iter()
             .filter_map(|(l, mut s)| {
-                let l = with_external(l, &view.external_labels);
+                let l = with_external(l, external);
                 if !matchers.iter().all(|m| m.matches(&l)) {
                     return None;
                 }
@@ -246,7 +254,8 @@ impl Fleet {
         end: i64,
     ) -> Result<Vec<Labels>, StoreError> {
         let view = m.view.read().unwrap_or_else(|p| p.into_inner()).clone();
-        let own = own_matchers(matchers, &view.external_labels);
+        let external = m.external_labels(&view)?;
+        let own = own_matchers(matchers, external);
         let mut all: BTreeSet<Labels> =
             view.metrics.series(&own, start, end)?.into_iter().collect();
         let req = SelectRequest {
@@ -263,7 +272,7 @@ impl Fleet {
         all.extend(theirs);
         Ok(all
             .into_iter()
-            .map(|l| with_external(l, &view.external_labels))
+            .map(|l| with_external(l, external))
             .filter(|l| matchers.iter().all(|m| m.matches(l)))
             .collect())
     }
@@ -278,10 +287,15 @@ impl Fleet {
     ) -> Result<MemberLogs, LogStoreError> {
         let view = m.view.read().unwrap_or_else(|p| p.into_inner()).clone();
         let from_bucket = view.logs.view(start_ns, end_ns)?;
+        // Exactly the parts this read lists from the mirror.
         let req = LogsRequest {
             start_ns,
             end_ns,
-            known_parts: view.catalog.parts.clone(),
+            known_parts: from_bucket
+                .parts
+                .iter()
+                .map(|(n, _)| mirror::collector_name(n).to_string())
+                .collect(),
         };
         let remote_err = |msg: String| LogStoreError::Io {
             path: PathBuf::from(&m.url),
@@ -289,14 +303,18 @@ impl Fleet {
         };
         let bytes = m.post("/api/v1/fleet/logs", req).map_err(remote_err)?;
         let reply = wire::decode_logs(&bytes).map_err(|e| remote_err(e.to_string()))?;
-        let mut replaced = view.catalog.replaced.clone();
-        for (_, r) in &reply.parts {
-            replaced.extend(r.iter().cloned());
-        }
+        let replaced: std::collections::HashSet<&String> = from_bucket
+            .parts
+            .iter()
+            .chain(&reply.parts)
+            .flat_map(|(_, r)| r)
+            .collect();
         let remote = from_bucket
             .remote
             .into_iter()
-            .filter(|(key, _)| mirror::part_of_key(key).is_none_or(|p| !replaced.contains(p)))
+            .filter(|(key, _)| {
+                mirror::part_of_key(key).is_none_or(|p| !replaced.contains(&p.to_string()))
+            })
             .collect();
         Ok(MemberLogs {
             remote,
@@ -323,30 +341,34 @@ impl Fleet {
     }
 }
 
-fn open_view(
-    mirror: &Path,
-    catalog: mirror::Catalog,
-    external_labels: Labels,
-) -> Result<View, StoreError> {
+fn open_view(mirror: &Path, external_labels: Option<Labels>) -> Result<View, StoreError> {
     std::fs::create_dir_all(mirror.join("logs"))
         .map_err(|e| StoreError::Remote(format!("{}: {e}", mirror.display())))?;
     Ok(View {
         metrics: Snapshot::open(mirror)?,
         logs: LogSnapshot::open(&mirror.join("logs"))
             .map_err(|e| StoreError::Remote(e.to_string()))?,
-        catalog,
         external_labels,
     })
 }
 
-/// Matchers the collector's own series answer: those on its external
-/// labels are checked after the labels are added.
+/// Matchers the collector's own series answer: one on an external label
+/// that the external value satisfies is checked after the labels are
+/// added (a series' own label of that name overrides it); one it does not
+/// satisfy is sent as it is.
 fn own_matchers(matchers: &[Matcher], external: &Labels) -> Vec<Matcher> {
     matchers
         .iter()
-        .filter(|m| !external.contains_key(matcher_name(m)))
+        .filter(|m| !(external.contains_key(matcher_name(m)) && m.matches(external)))
         .cloned()
         .collect()
+}
+
+/// The mirror's directory name: stable for a collector whatever the order
+/// of the list, and new when its address or prefix changes.
+fn mirror_name(url: &str, prefix: &str) -> String {
+    let hash = twox_hash::XxHash64::oneshot(0, format!("{url}\n{prefix}").as_bytes());
+    format!("{hash:016x}")
 }
 
 fn matcher_name(m: &Matcher) -> &str {

@@ -344,6 +344,10 @@ fn targets_api_file_sd_watching_and_lifecycle_reload() {
                 && all_up(&get_text(&collector.url("/api/v1/targets")))
         },
     );
+    // Stored data is not served without credentials configured.
+    let (status, _, body) =
+        crate::harness::http_get(&collector.url("/api/v1/fleet/info"), &[]).unwrap();
+    assert_eq!(status, 403, "{}", String::from_utf8_lossy(&body));
     let theirs_body = get_text(&prom.url("/api/v1/targets"));
     let ours_body = get_text(&collector.url("/api/v1/targets"));
     let (theirs, mine) = (active_targets(&theirs_body), active_targets(&ours_body));

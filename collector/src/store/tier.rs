@@ -420,8 +420,6 @@ impl Tier {
         self.read_key(&remote.key, remote.bytes, start, len)
     }
 
-    /// Bytes [start, start + len) of the object `key` of `size` bytes,
-    /// through the chunk cache.
     /// Every object under `prefix` (a folder, ending in `/`): (key, size).
     pub fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>, TierError> {
         use futures_util::TryStreamExt;
@@ -447,6 +445,8 @@ impl Tier {
         })??)
     }
 
+    /// Bytes [start, start + len) of the object `key` of `size` bytes,
+    /// through the chunk cache.
     pub fn read_key(&self, key: &str, size: u64, start: u64, len: usize) -> std::io::Result<Bytes> {
         let fetch = |range: std::ops::Range<u64>| -> std::io::Result<Bytes> {
             self.counts.range_requests.fetch_add(1, Ordering::Relaxed);

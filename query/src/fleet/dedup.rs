@@ -5,12 +5,14 @@
 /// Before a replica's sample interval is known, a switch needs this gap (ms).
 const INITIAL_PENALTY: i64 = 5000;
 
-/// One series from the samples of each replica (each sorted by time).
-pub fn merge_replicas(mut replicas: Vec<Vec<(i64, f64)>>) -> Vec<(i64, f64)> {
-    let Some(mut merged) = replicas.pop() else {
+/// One series from the samples of each replica (each sorted by time);
+/// on equal timestamps the earlier replica wins, as in Thanos.
+pub fn merge_replicas(replicas: Vec<Vec<(i64, f64)>>) -> Vec<(i64, f64)> {
+    let mut replicas = replicas.into_iter();
+    let Some(mut merged) = replicas.next() else {
         return Vec::new();
     };
-    while let Some(next) = replicas.pop() {
+    for next in replicas {
         merged = merge_two(&merged, &next);
     }
     merged

@@ -6,19 +6,9 @@
 //! the tier's range cache. The mirror only ever deletes its own files,
 //! never objects: the collector owns its prefix.
 
-use carbonio_collector::store::logs::PartMeta;
 use carbonio_collector::store::tier::{Remote, RemotePart, Tier, TierError, MARKER};
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
-
-/// What one refresh found: block and part names (as the collector names
-/// them) and the parts that mirrored parts replace.
-#[derive(Debug, Default, Clone)]
-pub struct Catalog {
-    pub blocks: Vec<String>,
-    pub parts: Vec<String>,
-    pub replaced: HashSet<String>,
-}
 
 /// A folder in the bucket: `<name>.<upload time ns>`, with its objects.
 #[derive(Debug, Default)]
@@ -109,8 +99,15 @@ fn sync_dir(
         let tmp = dir.join(format!(".tmp-{name}"));
         let _ = std::fs::remove_dir_all(&tmp);
         std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
-        fill(&tmp, f)?;
-        std::fs::rename(&tmp, &dest).map_err(io(&dest))?;
+        match fill(&tmp, f) {
+            Ok(()) => std::fs::rename(&tmp, &dest).map_err(io(&dest))?,
+            // Deleted since the listing (compaction, retention): its data
+            // is in a newer upload or with the collector.
+            Err(TierError::Store(object_store::Error::NotFound { .. })) => {
+                let _ = std::fs::remove_dir_all(&tmp);
+            }
+            Err(e) => return Err(e),
+        }
     }
     Ok(())
 }
@@ -127,7 +124,7 @@ pub fn collector_name(mirrored: &str) -> &str {
 
 /// Brings `mirror` (a data directory layout) up to date with the bucket
 /// under `prefix`.
-pub fn refresh(tier: &Tier, prefix: &str, mirror: &Path) -> Result<Catalog, TierError> {
+pub fn refresh(tier: &Tier, prefix: &str, mirror: &Path) -> Result<(), TierError> {
     let root = |sub: &str| {
         if prefix.is_empty() {
             sub.to_string()
@@ -165,18 +162,15 @@ pub fn refresh(tier: &Tier, prefix: &str, mirror: &Path) -> Result<Catalog, Tier
         };
         write_json(&tmp.join(MARKER), &marker)
     })?;
-    let mut replaced = HashSet::new();
-    for (_, path) in entries(&parts_dir) {
-        let meta = std::fs::read(path.join("meta.json"))
-            .ok()
-            .and_then(|b| serde_json::from_slice::<PartMeta>(&b).ok());
-        replaced.extend(meta.map(|m| m.replaces).unwrap_or_default());
-    }
-    Ok(Catalog {
-        blocks: blocks.into_keys().collect(),
-        parts: parts.into_keys().collect(),
-        replaced,
-    })
+    Ok(())
+}
+
+/// The blocks mirrored now, as the collector names them.
+pub fn block_names(mirror: &Path) -> Vec<String> {
+    entries(&mirror.join("blocks"))
+        .into_iter()
+        .map(|(n, _)| collector_name(&n).to_string())
+        .collect()
 }
 
 fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<(), TierError> {
