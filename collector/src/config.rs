@@ -1303,9 +1303,68 @@ fn valid_target(t: &str) -> bool {
     }
 }
 
+/// Keys whose values `/api/v1/status/config` shows as `<secret>`, as
+/// Prometheus does.
+const SECRET_KEYS: [&str; 5] = [
+    "password",
+    "secret_access_key",
+    "credentials",
+    "token",
+    "password_hash",
+];
+
+/// A configuration's text for display, its secrets replaced by `<secret>`
+/// (comments go: the text is re-serialised). Text that does not parse is
+/// not shown.
+pub fn redacted(text: &str) -> String {
+    fn walk(v: &mut serde_yaml_ng::Value) {
+        match v {
+            serde_yaml_ng::Value::Mapping(m) => {
+                for (k, v) in m.iter_mut() {
+                    let secret = k.as_str().is_some_and(|k| SECRET_KEYS.contains(&k));
+                    if secret && !v.is_null() {
+                        *v = serde_yaml_ng::Value::String("<secret>".into());
+                    } else {
+                        walk(v);
+                    }
+                }
+            }
+            serde_yaml_ng::Value::Sequence(s) => s.iter_mut().for_each(walk),
+            serde_yaml_ng::Value::Tagged(t) => walk(&mut t.value),
+            _ => {}
+        }
+    }
+    if text.trim().is_empty() {
+        return String::new();
+    }
+    match serde_yaml_ng::from_str::<serde_yaml_ng::Value>(text) {
+        Ok(mut v) => {
+            walk(&mut v);
+            serde_yaml_ng::to_string(&v).unwrap_or_default()
+        }
+        Err(_) => "# (the configuration text does not parse)\n".into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shown_configuration_hides_secrets() {
+        let text = "storage:\n  object_store:\n    bucket: b\n    secret_access_key: s3cr3t\n\
+                    remote_write:\n  - url: http://x\n    basic_auth: {username: u, password: pw}\n\
+                    fleet:\n  collectors:\n    - url: http://c\n      authorization: {credentials: tok}\n";
+        let shown = redacted(text);
+        for secret in ["s3cr3t", "pw", "tok"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert!(
+            shown.contains("username: u") && shown.contains("<secret>"),
+            "{shown}"
+        );
+        assert!(redacted(": : [").contains("does not parse"));
+    }
 
     fn parse(text: &str) -> Result<(Config, Vec<Job>), ConfigError> {
         Config::parse(Path::new("carbonio-monitor.yml"), text)

@@ -192,7 +192,8 @@ fn active_target(t: &crate::manager::TargetStatus) -> Value {
 }
 
 async fn config(State(app): State<App>) -> Json<Value> {
-    Json(json!({"status": "success", "data": {"yaml": app.collector.config_text()}}))
+    let yaml = crate::config::redacted(&app.collector.config_text());
+    Json(json!({"status": "success", "data": {"yaml": yaml}}))
 }
 
 async fn fleet_disabled() -> Response {

@@ -45,7 +45,7 @@ impl QueryService {
             metrics,
             engine,
             slots: tokio::sync::Semaphore::new(max_concurrent.max(1)),
-            config_yaml,
+            config_yaml: carbonio_collector::config::redacted(&config_yaml),
         })
     }
 }
