@@ -135,24 +135,24 @@ pub(crate) fn queries(first: i64, last: i64) -> Vec<Query> {
             kind: Kind::Page,
             search: "8478BEA8D4".into(),
             range: all,
-            rg: s(&["-F", "8478BEA8D4"]),
-            duck_where: "message LIKE '%8478BEA8D4%'".into(),
+            rg: s(&["-w", "-F", "8478BEA8D4"]),
+            duck_where: words("8478BEA8D4", true),
         },
         Query {
             name: "common phrase \"connect from\" (1.8 M)",
             kind: Kind::Page,
             search: "\"connect from\"".into(),
             range: all,
-            rg: s(&["-F", "connect from"]),
-            duck_where: "message LIKE '%connect from%'".into(),
+            rg: s(&["-w", "-F", "connect from"]),
+            duck_where: words("connect from", true),
         },
         Query {
             name: "case-insensitive \"authentication failed\"",
             kind: Kind::Page,
             search: "\"authentication failed\"".into(),
             range: all,
-            rg: s(&["-i", "-F", "authentication failed"]),
-            duck_where: "message ILIKE '%authentication failed%'".into(),
+            rg: s(&["-w", "-i", "-F", "authentication failed"]),
+            duck_where: words("authentication failed", false),
         },
         Query {
             name: "host+app+phrase, last full hour",
@@ -160,10 +160,12 @@ pub(crate) fn queries(first: i64, last: i64) -> Vec<Query> {
             search: "host:mta1 app:postfix/smtpd \"connect from\"".into(),
             range: hour,
             rg: vec![format!(
-                r"^<\d+>{hour_prefix}:\d\d:\d\d mta1 postfix/smtpd\[\d+\]: .*connect from"
+                r"^<\d+>{hour_prefix}:\d\d:\d\d mta1 postfix/smtpd\[\d+\]: .*\bconnect from\b"
             )],
-            duck_where: "host = 'mta1' AND app = 'postfix/smtpd' AND message LIKE '%connect from%'"
-                .into(),
+            duck_where: format!(
+                "host = 'mta1' AND app = 'postfix/smtpd' AND {}",
+                words("connect from", true)
+            ),
         },
         Query {
             name: "per-minute histogram \"Failed password\"",
@@ -174,11 +176,22 @@ pub(crate) fn queries(first: i64, last: i64) -> Vec<Query> {
                 "-o",
                 "-r",
                 "$1",
-                r"^<\d+>(\w{3} [ \d]\d \d\d:\d\d):\d\d .*Failed password",
+                r"^<\d+>(\w{3} [ \d]\d \d\d:\d\d):\d\d .*\bFailed password\b",
             ]),
-            duck_where: "message LIKE '%Failed password%'".into(),
+            duck_where: words("Failed password", true),
         },
     ]
+}
+
+/// DuckDB's form of a whole-word search (what ours and `rg -w` do): LIKE
+/// finds candidates fast, RE2's `\b` checks the word boundaries.
+fn words(text: &str, case_sensitive: bool) -> String {
+    let (like, flags) = if case_sensitive {
+        ("LIKE", "")
+    } else {
+        ("ILIKE", "(?i)")
+    };
+    format!("message {like} '%{text}%' AND regexp_matches(message, '{flags}\\b{text}\\b')")
 }
 
 /// What each tool answered, reduced to something comparable: the number

@@ -11,6 +11,7 @@ pub mod logs;
 pub mod rangecache;
 pub mod record;
 pub mod tier;
+pub mod tokens;
 pub mod wal;
 pub mod walfollow;
 

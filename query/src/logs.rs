@@ -6,3 +6,5 @@ pub mod compile;
 #[cfg(feature = "sql")]
 pub mod search;
 pub mod syntax;
+#[cfg(feature = "sql")]
+pub mod words;

@@ -4,24 +4,32 @@
 //! also prune row groups, plus the not-yet-flushed head as an in-memory
 //! batch. Every filter is answered `Inexact`: DataFusion applies them again
 //! above the scan, so pruning can only skip data, never change a result.
+//! Row groups whose token filters lack a word a `word_match` needs are
+//! skipped (a `ParquetAccessPlan` per file), and files with none left.
 
+use crate::logs::words;
 use async_trait::async_trait;
 use carbonio_collector::store::logs::{LogSnapshot, LogStore, LogStoreError, LogView};
+use carbonio_collector::store::tokens::{self, RowGroupFilter};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::{DFSchema, DataFusionError, ScalarValue};
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
+use datafusion::datasource::physical_plan::parquet::ParquetAccessPlan;
 use datafusion::datasource::physical_plan::{FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::TableType;
+use datafusion::execution::cache::cache_manager::FileMetadataCache;
+use datafusion::execution::cache::default_cache::DefaultCache;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{Between, BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::union::UnionExec;
 use datafusion::physical_plan::ExecutionPlan;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 /// Where the table's data comes from: the live store (collector and query
 /// in one process) or a read-only snapshot of a data directory.
@@ -61,6 +69,41 @@ impl LogsTable {
     }
 }
 
+/// Parsed footers of hour files, shared by every search and SQL session
+/// (each has its own runtime): files never change once written.
+static FOOTERS: LazyLock<Arc<FileMetadataCache>> =
+    LazyLock::new(|| Arc::new(DefaultCache::new(64 << 20)));
+
+impl LogsTable {
+    /// DataFusion's Parquet reader over `files`, pruning row groups by the
+    /// filters' statistics too.
+    fn parquet(
+        &self,
+        state: &dyn Session,
+        url: ObjectStoreUrl,
+        files: Vec<PartitionedFile>,
+        filters: &[Expr],
+        projection: Option<&Vec<usize>>,
+        limit: Option<usize>,
+    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        let store = state.runtime_env().object_store(&url)?;
+        let mut source = ParquetSource::new(self.schema.clone()).with_parquet_file_reader_factory(
+            Arc::new(CachedParquetFileReaderFactory::new(store, FOOTERS.clone())),
+        );
+        if let Some(predicate) = conjunction(filters.to_vec()) {
+            let df_schema = DFSchema::try_from(self.schema.as_ref().clone())?;
+            source = source.with_predicate(state.create_physical_expr(predicate, &df_schema)?);
+        }
+        let mut config = FileScanConfigBuilder::new(url, Arc::new(source))
+            .with_projection_indices(projection.cloned())?
+            .with_limit(limit);
+        for file in files {
+            config = config.with_file(file);
+        }
+        Ok(DataSourceExec::from_data_source(config.build()))
+    }
+}
+
 #[async_trait]
 impl TableProvider for LogsTable {
     fn schema(&self) -> SchemaRef {
@@ -90,36 +133,34 @@ impl TableProvider for LogsTable {
             .source
             .view(start, end)
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let need = filters
+            .iter()
+            .filter_map(need)
+            .reduce(|a, b| Need::All(vec![a, b]));
         let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
-        if !view.files.is_empty() {
-            let mut source = ParquetSource::new(self.schema.clone());
-            if let Some(predicate) = conjunction(filters.to_vec()) {
-                let df_schema = DFSchema::try_from(self.schema.as_ref().clone())?;
-                source = source.with_predicate(state.create_physical_expr(predicate, &df_schema)?);
-            }
-            let mut config =
-                FileScanConfigBuilder::new(ObjectStoreUrl::local_filesystem(), Arc::new(source))
-                    .with_projection_indices(projection.cloned())?
-                    .with_limit(limit);
-            for (path, size) in &view.files {
-                config = config.with_file(PartitionedFile::new(path.display().to_string(), *size));
-            }
-            inputs.push(DataSourceExec::from_data_source(config.build()));
+        let local: Vec<PartitionedFile> = view
+            .files
+            .iter()
+            .filter_map(|(path, size)| {
+                let file = PartitionedFile::new(path.display().to_string(), *size);
+                pruned(file, need.as_ref(), || tokens::of_local(path, *size))
+            })
+            .collect();
+        if !local.is_empty() {
+            let url = ObjectStoreUrl::local_filesystem();
+            inputs.push(self.parquet(state, url, local, filters, projection, limit)?);
         }
-        if !view.remote.is_empty() {
+        let remote: Vec<PartitionedFile> = view
+            .remote
+            .iter()
+            .filter_map(|(key, size)| {
+                let file = PartitionedFile::new(key.clone(), *size);
+                pruned(file, need.as_ref(), || tokens::of_remote(key, *size))
+            })
+            .collect();
+        if !remote.is_empty() {
             let url = remote::register(state.runtime_env(), &view.remote)?;
-            let mut source = ParquetSource::new(self.schema.clone());
-            if let Some(predicate) = conjunction(filters.to_vec()) {
-                let df_schema = DFSchema::try_from(self.schema.as_ref().clone())?;
-                source = source.with_predicate(state.create_physical_expr(predicate, &df_schema)?);
-            }
-            let mut config = FileScanConfigBuilder::new(url, Arc::new(source))
-                .with_projection_indices(projection.cloned())?
-                .with_limit(limit);
-            for (key, size) in &view.remote {
-                config = config.with_file(PartitionedFile::new(key.clone(), *size));
-            }
-            inputs.push(DataSourceExec::from_data_source(config.build()));
+            inputs.push(self.parquet(state, url, remote, filters, projection, limit)?);
         }
         if let Some(head) = view.head {
             inputs.push(MemorySourceConfig::try_new_exec(
@@ -136,6 +177,77 @@ impl TableProvider for LogsTable {
             return Ok(Arc::new(EmptyExec::new(projected)));
         }
         UnionExec::try_new(inputs)
+    }
+}
+
+/// The words a row group must hold for the filters to match in it.
+enum Need {
+    All(Vec<Need>),
+    Any(Vec<Need>),
+    Word(u64),
+}
+
+/// What `e` requires of the message's words; None when it requires
+/// nothing the token filters can tell (negations, other columns).
+fn need(e: &Expr) -> Option<Need> {
+    match e {
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::And,
+            right,
+        }) => match (need(left), need(right)) {
+            (Some(a), Some(b)) => Some(Need::All(vec![a, b])),
+            (a, b) => a.or(b),
+        },
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::Or,
+            right,
+        }) => Some(Need::Any(vec![need(left)?, need(right)?])),
+        e => {
+            let keys = tokens::keys_of(words::matched_text(e)?);
+            (!keys.is_empty()).then(|| Need::All(keys.into_iter().map(Need::Word).collect()))
+        }
+    }
+}
+
+impl Need {
+    fn allows(&self, f: &RowGroupFilter) -> bool {
+        match self {
+            Need::All(v) => v.iter().all(|n| n.allows(f)),
+            Need::Any(v) => v.iter().any(|n| n.allows(f)),
+            Need::Word(k) => f.may_contain(*k),
+        }
+    }
+}
+
+/// `file` with the row groups that cannot match left out, or None when
+/// none can.
+fn pruned(
+    file: PartitionedFile,
+    need: Option<&Need>,
+    filters: impl FnOnce() -> Arc<Vec<RowGroupFilter>>,
+) -> Option<PartitionedFile> {
+    let Some(need) = need else {
+        return Some(file);
+    };
+    let filters = filters();
+    if filters.is_empty() {
+        return Some(file);
+    }
+    let mut plan = ParquetAccessPlan::new_all(filters.len());
+    let mut kept = 0;
+    for (i, f) in filters.iter().enumerate() {
+        if need.allows(f) {
+            kept += 1;
+        } else {
+            plan.skip(i);
+        }
+    }
+    match kept {
+        0 => None,
+        k if k == filters.len() => Some(file),
+        _ => Some(file.with_extension(plan)),
     }
 }
 

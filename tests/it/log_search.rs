@@ -51,6 +51,7 @@ fn corpus(n: usize, now: i64, seed: u64) -> Vec<Line> {
                     format!("to=<u{i}@example.com>, relay=mx.example.com, status=sent")
                 }
                 ("postfix/smtpd", 0) => "connect from unknown: Connection refused".to_string(),
+                ("postfix/smtpd", 1) => format!("disconnect from client{i} ehlo=1 quit=1"),
                 ("postfix/smtpd", _) => {
                     format!("NOQUEUE: reject: RCPT from client{i}: 554 Relay access denied")
                 }
@@ -196,7 +197,18 @@ fn log_search_finds_what_the_corpus_holds() {
 
     let expect = |f: &dyn Fn(&Line) -> bool| all.iter().filter(|l| f(l)).count();
     let lower = |l: &Line| l.message.to_lowercase();
+    // Words and phrases match whole words (the regex crate's \b agrees on
+    // this ASCII corpus).
+    let words = |re: &str| {
+        let re = regex::Regex::new(re).unwrap();
+        expect(&|l| re.is_match(&l.message))
+    };
+    assert!(words(r"\bdisconnect from") > 0 && words(r"(?i)\bconnect from") > 0);
     let cases: Vec<(&str, usize)> = vec![
+        ("\"connect from\"", words(r"(?i)\bconnect from\b")),
+        ("connect", words(r"(?i)\bconnect\b")),
+        ("*connect*", expect(&|l| lower(l).contains("connect"))),
+        ("client1", words(r"\bclient1\b")),
         (
             "status=bounced",
             expect(&|l| l.message.contains("status=bounced")),

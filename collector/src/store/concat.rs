@@ -3,9 +3,10 @@
 //! decoding, no recompression. Compaction uses it for an hour whose files
 //! follow each other in time, so the result stays sorted.
 
+use super::tokens::{self, RowGroupFilter};
 use parquet::column::writer::ColumnCloseResult;
 use parquet::errors::ParquetError;
-use parquet::file::metadata::ParquetMetaDataReader;
+use parquet::file::metadata::{KeyValue, ParquetMetaDataReader};
 use parquet::file::properties::WriterProperties;
 use parquet::file::writer::SerializedFileWriter;
 use std::fs::File;
@@ -13,7 +14,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// Writes `inputs`' row groups, in order, to `out`; returns the row count.
-/// The first input's key-value metadata (the Arrow schema) is kept.
+/// The first input's key-value metadata (the Arrow schema) is kept, and
+/// the inputs' token filters are joined in the same order.
 pub fn concat(inputs: &[&Path], out: &Path) -> Result<usize, ParquetError> {
     let files = inputs
         .iter()
@@ -37,13 +39,25 @@ pub fn concat(inputs: &[&Path], out: &Path) -> Result<usize, ParquetError> {
         )));
     }
     let root = first.file_metadata().schema_descr().root_schema_ptr();
-    let kv = first.file_metadata().key_value_metadata().cloned();
+    let mut kv: Vec<KeyValue> = first
+        .file_metadata()
+        .key_value_metadata()
+        .into_iter()
+        .flatten()
+        .filter(|e| e.key != tokens::KV_KEY)
+        .cloned()
+        .collect();
+    let filters: Vec<RowGroupFilter> = files.iter().flat_map(|(_, m)| tokens::of_file(m)).collect();
+    kv.push(KeyValue::new(
+        tokens::KV_KEY.to_string(),
+        tokens::encode(&filters),
+    ));
     let mut writer = SerializedFileWriter::new(
         File::create(out)?,
         root,
         Arc::new(WriterProperties::builder().build()),
     )?;
-    for entry in kv.into_iter().flatten() {
+    for entry in kv {
         writer.append_key_value_metadata(entry);
     }
     let mut rows = 0;

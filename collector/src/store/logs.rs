@@ -15,13 +15,15 @@
 //! damaged parts moved to `DIR/damaged/`.
 
 use super::block::{batches, write_parquet, BlockError};
+use super::tokens::{self, RowGroupFilter};
 use super::wal::{self, Wal, WalError};
 use crate::logs::{facility_name, severity_name, Checkpoint, FileId, LogRecord, WalEntry};
 use arrow_array::builder::{StringDictionaryBuilder, UInt8Builder};
 use arrow_array::types::Int32Type;
-use arrow_array::{ArrayRef, RecordBatch, StringArray, TimestampNanosecondArray};
+use arrow_array::{Array, ArrayRef, RecordBatch, StringArray, TimestampNanosecondArray};
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -74,6 +76,25 @@ pub fn schema() -> Arc<Schema> {
         Field::new("structured_data", DataType::Utf8, false),
         Field::new("source", dict, false),
     ]))
+}
+
+/// The token filters of an hour file's row groups (the writer cuts a row
+/// group every `ROW_GROUP_ROWS` rows), as its key-value metadata.
+fn token_filters(batch: &RecordBatch) -> KeyValue {
+    let messages = batch
+        .column_by_name("message")
+        .and_then(|c| c.as_any().downcast_ref::<StringArray>());
+    let filters: Vec<RowGroupFilter> = match messages {
+        Some(m) => (0..m.len())
+            .step_by(ROW_GROUP_ROWS)
+            .map(|start| {
+                let end = (start + ROW_GROUP_ROWS).min(m.len());
+                RowGroupFilter::of((start..end).map(|i| m.value(i)))
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+    KeyValue::new(tokens::KV_KEY.to_string(), tokens::encode(&filters))
 }
 
 /// Records as one Arrow batch in the `logs` schema.
@@ -501,12 +522,12 @@ impl LogStore {
             let path = tmp.join(&file);
             let rows = match source {
                 HourSource::Rows(batch) => {
-                    write_parquet(
-                        &path,
-                        batch.schema(),
-                        batch.columns().to_vec(),
-                        props.clone(),
-                    )?;
+                    let props = props
+                        .clone()
+                        .into_builder()
+                        .set_key_value_metadata(Some(vec![token_filters(&batch)]))
+                        .build();
+                    write_parquet(&path, batch.schema(), batch.columns().to_vec(), props)?;
                     batch.num_rows()
                 }
                 HourSource::Files(inputs) => {
@@ -1272,6 +1293,33 @@ mod tests {
         let (s, report) = LogStore::open(dir.path()).unwrap();
         assert_eq!(report.flushed_segments_dropped, 1);
         assert_eq!(all(&s), lines);
+    }
+
+    #[test]
+    fn hour_files_carry_token_filters_through_compaction() {
+        use super::super::tokens::{key, of_local};
+        let dir = tempfile::tempdir().unwrap();
+        let (s, _) = LogStore::open(dir.path()).unwrap();
+        let n = ROW_GROUP_ROWS + 100;
+        let lines = (0..n).map(|i| line(i as i64 / 100, &format!("queued id{i:x}")));
+        s.append(lines.collect()).unwrap();
+        s.flush().unwrap();
+        s.append(vec![line(3000, "late arrival")]).unwrap();
+        s.flush().unwrap();
+        assert_eq!(s.compact(10 * HOUR_NS).unwrap(), 2);
+        let view = s.view(i64::MIN, i64::MAX).unwrap();
+        let [(path, size)] = view.files.as_slice() else {
+            panic!("one hour file: {:?}", view.files)
+        };
+        let filters = of_local(path, *size);
+        assert_eq!(filters.len(), 3, "two row groups, then the compacted one");
+        assert!(filters[0].may_contain(key("id0")) && filters[0].may_contain(key("queued")));
+        assert!(filters[1].may_contain(key(&format!("id{:x}", n - 1))));
+        assert!(filters[2].may_contain(key("arrival")));
+        let elsewhere = (ROW_GROUP_ROWS..n)
+            .filter(|i| filters[0].may_contain(key(&format!("id{i:x}"))))
+            .count();
+        assert!(elsewhere < 10, "{elsewhere} of 100 false positives");
     }
 
     #[test]

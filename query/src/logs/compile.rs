@@ -1,6 +1,8 @@
-//! A parsed search as a DataFusion filter over the `logs` table. Text
-//! matches become LIKE/ILIKE (arrow's kernels search substrings with
-//! memchr), wildcards LIKE patterns, regexes `regexp_like`.
+//! A parsed search as a DataFusion filter over the `logs` table. Words and
+//! phrases in the message match whole words (`word_match`, which the logs
+//! table also uses to skip row groups by their token filters); other
+//! fields' text is compared whole; wildcards become LIKE patterns (in the
+//! message, anywhere), regexes `regexp_like`.
 
 use super::syntax::{Cmp, Expr as Search, Field, Matcher, Pattern};
 use datafusion::functions::regex::expr_fn::regexp_like;
@@ -32,7 +34,7 @@ fn matcher(m: &Matcher) -> Expr {
         Pattern::Text {
             text,
             case_sensitive,
-        } if on_message => like(column, format!("%{}%", escape_like(text)), *case_sensitive),
+        } if on_message => super::words::word_match(column, text, *case_sensitive),
         Pattern::Text {
             text,
             case_sensitive: true,

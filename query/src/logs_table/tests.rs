@@ -26,6 +26,9 @@ fn line(ts: i64, host: &str, severity: u8, msg: &str) -> LogRecord {
     }
 }
 
+/// A word only the lines of one hour have.
+const WORDS: [&str; 4] = ["alpha", "bravo", "charlie", "delta"];
+
 /// 3 hours flushed into parts (one file per hour after compaction), a 4th
 /// hour in the head.
 fn store(dir: &std::path::Path) -> (Arc<LogStore>, Vec<LogRecord>) {
@@ -38,7 +41,10 @@ fn store(dir: &std::path::Path) -> (Arc<LogStore>, Vec<LogRecord>) {
                     T0 + hour * HOUR + i * 7_000_000_000,
                     if i % 3 == 0 { "mta1" } else { "mta2" },
                     (i % 8) as u8,
-                    &format!("status=sent line {i} of hour {hour}"),
+                    &format!(
+                        "status=sent line {i} of hour {hour} {}",
+                        WORDS[hour as usize]
+                    ),
                 )
             })
             .collect();
@@ -60,6 +66,21 @@ fn store(dir: &std::path::Path) -> (Arc<LogStore>, Vec<LogRecord>) {
     (Arc::new(store), all)
 }
 
+fn context(store: &Arc<LogStore>) -> SessionContext {
+    let ctx = SessionContext::new();
+    ctx.register_table("logs", Arc::new(LogsTable::new(store.clone())))
+        .unwrap();
+    ctx
+}
+
+/// The physical plan, as EXPLAIN prints it.
+async fn plan_text(df: datafusion::prelude::DataFrame) -> String {
+    let plan = df.explain(false, false).unwrap().collect().await.unwrap();
+    datafusion::arrow::util::pretty::pretty_format_batches(&plan)
+        .unwrap()
+        .to_string()
+}
+
 async fn count(ctx: &SessionContext, sql: &str) -> i64 {
     let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
     let col = batches[0].column(0);
@@ -70,9 +91,7 @@ async fn count(ctx: &SessionContext, sql: &str) -> i64 {
 async fn sql_over_parts_and_head_matches_brute_force() {
     let dir = tempfile::tempdir().unwrap();
     let (store, all) = store(dir.path());
-    let ctx = SessionContext::new();
-    ctx.register_table("logs", Arc::new(LogsTable::new(store.clone())))
-        .unwrap();
+    let ctx = context(&store);
 
     assert_eq!(
         count(&ctx, "select count(*) from logs").await,
@@ -126,22 +145,12 @@ async fn sql_over_parts_and_head_matches_brute_force() {
 async fn time_filters_prune_files() {
     let dir = tempfile::tempdir().unwrap();
     let (store, _) = store(dir.path());
-    let ctx = SessionContext::new();
-    ctx.register_table("logs", Arc::new(LogsTable::new(store.clone())))
-        .unwrap();
+    let ctx = context(&store);
     let (a, b) = (T0 + HOUR + 1, T0 + HOUR + 2 * 60_000_000_000);
-    let plan = ctx
-        .sql(&format!(
-            "explain select count(*) from logs where timestamp between to_timestamp_nanos({a}) and to_timestamp_nanos({b})"
-        ))
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
-    let text = datafusion::arrow::util::pretty::pretty_format_batches(&plan)
-        .unwrap()
-        .to_string();
+    let sql = format!(
+        "select count(*) from logs where timestamp between to_timestamp_nanos({a}) and to_timestamp_nanos({b})"
+    );
+    let text = plan_text(ctx.sql(&sql).await.unwrap()).await;
     // Only the hour-1 file is opened, and the head (hour 3) is not scanned.
     let hour1 = format!("{:020}.parquet", T0 + HOUR);
     assert!(text.contains(&hour1), "{text}");
@@ -152,6 +161,60 @@ async fn time_filters_prune_files() {
     let view = store.view(a, b).unwrap();
     assert_eq!(view.files.len(), 1);
     assert!(view.head.is_none());
+}
+
+/// Files a search's plan opens, and how many lines it finds.
+async fn search(ctx: &SessionContext, filter: datafusion::prelude::Expr) -> (Vec<i64>, usize) {
+    let df = ctx.table("logs").await.unwrap().filter(filter).unwrap();
+    let text = plan_text(df.clone()).await;
+    let files = (0..3)
+        .filter(|h| text.contains(&format!("{:020}.parquet", T0 + h * HOUR)))
+        .collect();
+    (files, df.count().await.unwrap())
+}
+
+#[tokio::test]
+async fn token_filters_skip_files_without_the_words() {
+    use crate::logs::words::word_match;
+    use datafusion::prelude::col;
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = store(dir.path());
+    let ctx = context(&store);
+    let m = |w: &str| word_match(col("message"), w, false);
+    assert_eq!(search(&ctx, m("bravo")).await, (vec![1], 500));
+    assert_eq!(search(&ctx, m("BRAVO")).await, (vec![1], 500));
+    assert_eq!(search(&ctx, m("of hour 2 charlie")).await, (vec![2], 500));
+    assert_eq!(
+        search(&ctx, m("charlie").or(m("alpha"))).await,
+        (vec![0, 2], 1000)
+    );
+    assert_eq!(
+        search(&ctx, m("sent").and(m("bravo"))).await,
+        (vec![1], 500)
+    );
+    // In the head only: no file is opened.
+    assert_eq!(search(&ctx, m("delta")).await, (vec![], 500));
+    assert_eq!(search(&ctx, m("nowhere")).await, (vec![], 0));
+    // What the filters cannot tell reads every file.
+    assert_eq!(search(&ctx, m("line 4")).await, (vec![0, 1, 2], 4));
+    assert_eq!(search(&ctx, !m("bravo")).await, (vec![0, 1, 2], 1500));
+    assert_eq!(
+        search(
+            &ctx,
+            m("bravo").or(col("host").eq(datafusion::prelude::lit("mta1")))
+        )
+        .await
+        .0,
+        vec![0, 1, 2]
+    );
+    // Whole words: a part of one does not match.
+    assert_eq!(search(&ctx, m("brav")).await.1, 0);
+    assert_eq!(
+        search(&ctx, word_match(col("message"), "Bravo", true))
+            .await
+            .1,
+        0
+    );
 }
 
 #[test]

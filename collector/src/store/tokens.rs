@@ -1,0 +1,431 @@
+//! Token filters of log files: for each row group of an hour file, a binary
+//! fuse filter (9 bits per token, 0.4 % false positives) of the words of its
+//! messages, kept in the file's key-value metadata. A search term matches
+//! whole words, so a row group whose filter lacks one of the term's words
+//! cannot hold a match and is not read: a rare token is found without
+//! scanning every message (ClickHouse's `tokenbf_v1` works the same way).
+//!
+//! Words are runs of letters, digits and `_`; they are indexed lower-cased,
+//! so case-sensitive and case-insensitive searches both use the filter.
+//! Words shorter than 3 bytes and all-digit words (pids, ports, counters)
+//! are left out: they are in nearly every row group, so they would only
+//! make filters larger.
+
+use base64::Engine;
+use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::{Arc, LazyLock, Mutex};
+use twox_hash::XxHash3_64;
+use xorf::{BinaryFuse8, Filter};
+
+/// The key-value metadata key holding a file's filters.
+pub const KV_KEY: &str = "carbonio.tokens";
+const MAGIC: &[u8; 4] = b"CMT1";
+/// A binary fuse filter's descriptor: seed, segment length, its mask and
+/// the segments' total length.
+const DESCRIPTOR_LEN: usize = 20;
+
+/// A character that belongs to a word (the same rule as a search's).
+pub fn is_word_char(c: char) -> bool {
+    c.is_alphanumeric() || c == '_'
+}
+
+/// Calls `f` with every word of `text`, in order.
+pub fn for_each_word(text: &str, mut f: impl FnMut(&str)) {
+    let bytes = text.as_bytes();
+    let mut start = None;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        let (word, len) = if b < 0x80 {
+            (b.is_ascii_alphanumeric() || b == b'_', 1)
+        } else {
+            // `i` is always on a character boundary.
+            match text[i..].chars().next() {
+                Some(c) => (is_word_char(c), c.len_utf8()),
+                None => (false, 1),
+            }
+        };
+        match (word, start) {
+            (true, None) => start = Some(i),
+            (false, Some(s)) => {
+                f(&text[s..i]);
+                start = None;
+            }
+            _ => {}
+        }
+        i += len;
+    }
+    if let Some(s) = start {
+        f(&text[s..]);
+    }
+}
+
+/// Whether a word goes into the filters.
+pub fn indexed(word: &str) -> bool {
+    word.len() >= 3 && !word.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// The filter key of a word: a hash of its lower-case form.
+pub fn key(word: &str) -> u64 {
+    if word.is_ascii() {
+        let mut buf = [0u8; 64];
+        if word.len() <= buf.len() {
+            let lower = &mut buf[..word.len()];
+            lower.copy_from_slice(word.as_bytes());
+            lower.make_ascii_lowercase();
+            return XxHash3_64::oneshot(lower);
+        }
+        return XxHash3_64::oneshot(word.to_ascii_lowercase().as_bytes());
+    }
+    XxHash3_64::oneshot(word.to_lowercase().as_bytes())
+}
+
+/// The keys a search text needs: the indexed words it contains.
+pub fn keys_of(text: &str) -> Vec<u64> {
+    let mut keys = Vec::new();
+    for_each_word(text, |w| {
+        if indexed(w) {
+            keys.push(key(w));
+        }
+    });
+    keys
+}
+
+/// What one row group may contain.
+#[derive(Debug, Clone)]
+pub enum RowGroupFilter {
+    /// Not known (no filter was stored, or building it failed): anything.
+    Unknown,
+    /// No indexed word at all.
+    Empty,
+    Words(BinaryFuse8),
+}
+
+impl RowGroupFilter {
+    /// Built from the messages of one row group.
+    pub fn of<'a>(messages: impl Iterator<Item = &'a str>) -> RowGroupFilter {
+        let mut keys = HashSet::new();
+        for m in messages {
+            for_each_word(m, |w| {
+                if indexed(w) {
+                    keys.insert(key(w));
+                }
+            });
+        }
+        if keys.is_empty() {
+            return RowGroupFilter::Empty;
+        }
+        let keys: Vec<u64> = keys.into_iter().collect();
+        match BinaryFuse8::try_from(&keys) {
+            Ok(f) => RowGroupFilter::Words(f),
+            Err(_) => RowGroupFilter::Unknown,
+        }
+    }
+
+    /// False only when the row group holds none of the word `key`.
+    pub fn may_contain(&self, key: u64) -> bool {
+        match self {
+            RowGroupFilter::Unknown => true,
+            RowGroupFilter::Empty => false,
+            RowGroupFilter::Words(f) => f.contains(&key),
+        }
+    }
+
+    /// Bytes the filter takes in a file (before base64).
+    pub fn encoded_len(&self) -> usize {
+        match self {
+            RowGroupFilter::Words(f) => 1 + DESCRIPTOR_LEN + 4 + f.fingerprints.len(),
+            _ => 1,
+        }
+    }
+}
+
+/// A file's row-group token filters; `Unknown` for each row group when
+/// it has none that fit (written before filters existed, or damaged).
+pub fn of_file(meta: &ParquetMetaData) -> Vec<RowGroupFilter> {
+    let stored = meta
+        .file_metadata()
+        .key_value_metadata()
+        .into_iter()
+        .flatten()
+        .find(|e| e.key == KV_KEY)
+        .and_then(|e| e.value.as_deref())
+        .and_then(|v| decode(v).ok());
+    match stored {
+        Some(f) if f.len() == meta.num_row_groups() => f,
+        _ => vec![RowGroupFilter::Unknown; meta.num_row_groups()],
+    }
+}
+
+/// Filters read from files, kept so a search does not parse footers again:
+/// files never change once written (compaction writes new ones).
+struct FilterCache {
+    files: HashMap<(String, u64), Arc<Vec<RowGroupFilter>>>,
+    bytes: usize,
+}
+
+/// What the cache may hold: filters take ~1 MB per million lines.
+const CACHE_BYTES: usize = 256 << 20;
+
+static CACHE: LazyLock<Mutex<FilterCache>> = LazyLock::new(|| {
+    Mutex::new(FilterCache {
+        files: HashMap::new(),
+        bytes: 0,
+    })
+});
+
+/// The filters of a local hour file (`size` tells rewritten files apart).
+pub fn of_local(path: &Path, size: u64) -> Arc<Vec<RowGroupFilter>> {
+    cached(&path.display().to_string(), size, || {
+        let file = std::fs::File::open(path).ok()?;
+        ParquetMetaDataReader::new().parse_and_finish(&file).ok()
+    })
+}
+
+/// The filters of an hour file in object storage, its footer read through
+/// the tier's chunk cache.
+pub fn of_remote(key: &str, size: u64) -> Arc<Vec<RowGroupFilter>> {
+    cached(key, size, || {
+        let tier = super::tier::installed()?;
+        let tail = tier.read_key(key, size, size.checked_sub(8)?, 8).ok()?;
+        if tail.len() != 8 || &tail[4..] != b"PAR1" {
+            return None;
+        }
+        let len = u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]) as u64;
+        let start = size.checked_sub(8 + len)?;
+        let footer = tier.read_key(key, size, start, len as usize).ok()?;
+        ParquetMetaDataReader::decode_metadata(&footer).ok()
+    })
+}
+
+/// A file whose footer cannot be read gets no entry (and no pruning): the
+/// scan itself then reports what is wrong with it.
+fn cached(
+    name: &str,
+    size: u64,
+    read: impl FnOnce() -> Option<ParquetMetaData>,
+) -> Arc<Vec<RowGroupFilter>> {
+    let id = (name.to_string(), size);
+    if let Some(f) = lock().files.get(&id) {
+        return f.clone();
+    }
+    let Some(meta) = read() else {
+        return Arc::new(Vec::new());
+    };
+    let filters = Arc::new(of_file(&meta));
+    let bytes: usize = filters
+        .iter()
+        .map(RowGroupFilter::encoded_len)
+        .sum::<usize>()
+        + name.len();
+    let mut cache = lock();
+    while cache.bytes + bytes > CACHE_BYTES {
+        let Some(k) = cache.files.keys().next().cloned() else {
+            break;
+        };
+        if let Some(old) = cache.files.remove(&k) {
+            let freed: usize =
+                old.iter().map(RowGroupFilter::encoded_len).sum::<usize>() + k.0.len();
+            cache.bytes = cache.bytes.saturating_sub(freed);
+        }
+    }
+    if cache.files.insert(id, filters.clone()).is_none() {
+        cache.bytes += bytes;
+    }
+    filters
+}
+
+fn lock() -> std::sync::MutexGuard<'static, FilterCache> {
+    CACHE.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Filters of a file's row groups, as its metadata value.
+pub fn encode(filters: &[RowGroupFilter]) -> String {
+    let mut out = Vec::with_capacity(8 + filters.iter().map(|f| f.encoded_len()).sum::<usize>());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&(filters.len() as u32).to_le_bytes());
+    for f in filters {
+        match f {
+            RowGroupFilter::Unknown => out.push(0),
+            RowGroupFilter::Empty => out.push(1),
+            RowGroupFilter::Words(f) => {
+                out.push(2);
+                let d = &f.descriptor;
+                out.extend_from_slice(&d.seed.to_le_bytes());
+                out.extend_from_slice(&d.segment_length.to_le_bytes());
+                out.extend_from_slice(&d.segment_length_mask.to_le_bytes());
+                out.extend_from_slice(&d.segment_count_length.to_le_bytes());
+                out.extend_from_slice(&(f.fingerprints.len() as u32).to_le_bytes());
+                out.extend_from_slice(&f.fingerprints);
+            }
+        }
+    }
+    base64::engine::general_purpose::STANDARD.encode(out)
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum TokenFilterError {
+    #[error("token filters: not base64")]
+    Base64,
+    #[error("token filters: {0}")]
+    Malformed(&'static str),
+}
+
+/// Reads what [`encode`] wrote. A filter whose numbers could make a lookup
+/// read past its fingerprints is refused, so lookups never panic.
+pub fn decode(value: &str) -> Result<Vec<RowGroupFilter>, TokenFilterError> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(value)
+        .map_err(|_| TokenFilterError::Base64)?;
+    let mut r = Reader(&bytes);
+    if r.take(4)? != MAGIC {
+        return Err(TokenFilterError::Malformed("unknown format"));
+    }
+    let count = r.u32()? as usize;
+    let mut filters = Vec::with_capacity(count.min(bytes.len()));
+    for _ in 0..count {
+        filters.push(match r.take(1)?[0] {
+            0 => RowGroupFilter::Unknown,
+            1 => RowGroupFilter::Empty,
+            2 => {
+                let descriptor = xorf::Descriptor {
+                    seed: u64::from_le_bytes(r.array()?),
+                    segment_length: r.u32()?,
+                    segment_length_mask: r.u32()?,
+                    segment_count_length: r.u32()?,
+                };
+                let len = r.u32()? as usize;
+                let fingerprints: Box<[u8]> = r.take(len)?.into();
+                check(&descriptor, fingerprints.len())?;
+                RowGroupFilter::Words(BinaryFuse8 {
+                    descriptor,
+                    fingerprints,
+                })
+            }
+            _ => return Err(TokenFilterError::Malformed("unknown filter kind")),
+        });
+    }
+    if !r.0.is_empty() {
+        return Err(TokenFilterError::Malformed("trailing bytes"));
+    }
+    Ok(filters)
+}
+
+/// A lookup reads indices below `segment_count_length + 2 * segment_length`
+/// when the segment length is a power of two and the mask matches it.
+fn check(d: &xorf::Descriptor, len: usize) -> Result<(), TokenFilterError> {
+    let bad = Err(TokenFilterError::Malformed("inconsistent filter"));
+    let sl = d.segment_length;
+    if sl == 0 || !sl.is_power_of_two() || d.segment_length_mask != sl - 1 {
+        return bad;
+    }
+    if d.segment_count_length % sl != 0 {
+        return bad;
+    }
+    let end = d.segment_count_length as u64 + 2 * sl as u64;
+    if end > u32::MAX as u64 || end > len as u64 {
+        return bad;
+    }
+    Ok(())
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], TokenFilterError> {
+        if self.0.len() < n {
+            return Err(TokenFilterError::Malformed("cut short"));
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], TokenFilterError> {
+        let mut a = [0u8; N];
+        a.copy_from_slice(self.take(N)?);
+        Ok(a)
+    }
+
+    fn u32(&mut self) -> Result<u32, TokenFilterError> {
+        Ok(u32::from_le_bytes(self.array()?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(s: &str) -> Vec<String> {
+        let mut v = Vec::new();
+        for_each_word(s, |w| v.push(w.to_string()));
+        v
+    }
+
+    #[test]
+    fn words_are_runs_of_letters_digits_and_underscores() {
+        assert_eq!(
+            words("NOQUEUE: reject from x.example[10.0.0.1]: 554 5.7.1 <a_b@c.de>"),
+            [
+                "NOQUEUE", "reject", "from", "x", "example", "10", "0", "0", "1", "554", "5", "7",
+                "1", "a_b", "c", "de"
+            ]
+        );
+        assert_eq!(words("échec: Größe—ok"), ["échec", "Größe", "ok"]);
+        assert_eq!(words(""), Vec::<String>::new());
+        assert!(indexed("abc") && indexed("a1b") && !indexed("ab") && !indexed("12345"));
+        assert_eq!(key("8478BEA8D4"), key("8478bea8d4"));
+        assert_eq!(key("ÉCHEC"), key("échec"));
+        assert_eq!(keys_of("connect from"), [key("connect"), key("from")]);
+    }
+
+    #[test]
+    fn filters_find_their_words_and_round_trip() {
+        let lines: Vec<String> = (0..5000)
+            .map(|i| format!("queue id {:X} status=sent relay=mx{i}", i * 7919))
+            .collect();
+        let f = RowGroupFilter::of(lines.iter().map(String::as_str));
+        let filters = vec![
+            f,
+            RowGroupFilter::Empty,
+            RowGroupFilter::Unknown,
+            RowGroupFilter::of(["only one word here"].into_iter()),
+        ];
+        let back = decode(&encode(&filters)).unwrap();
+        assert_eq!(back.len(), 4);
+        for i in 0..5000 {
+            let id = format!("{:X}", i * 7919);
+            if indexed(&id) {
+                assert!(back[0].may_contain(key(&id)), "{id}");
+            }
+        }
+        let absent = (0..10_000)
+            .filter(|i| back[0].may_contain(key(&format!("absent{i}"))))
+            .count();
+        assert!(absent < 200, "{absent} false positives in 10000");
+        assert!(!back[1].may_contain(key("status")));
+        assert!(back[2].may_contain(key("anything")));
+        assert!(back[3].may_contain(key("only")) && back[3].may_contain(key("here")));
+    }
+
+    #[test]
+    fn damaged_values_are_errors() {
+        let good = encode(&[RowGroupFilter::of(["some words here"].into_iter())]);
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(&good)
+            .unwrap();
+        assert!(matches!(decode("%%"), Err(TokenFilterError::Base64)));
+        for cut in 0..raw.len() {
+            let v = base64::engine::general_purpose::STANDARD.encode(&raw[..cut]);
+            assert!(decode(&v).is_err(), "cut at {cut}");
+        }
+        // A segment length that would index past the fingerprints.
+        let mut bad = raw.clone();
+        bad[17..21].copy_from_slice(&(1u32 << 20).to_le_bytes());
+        bad[21..25].copy_from_slice(&((1u32 << 20) - 1).to_le_bytes());
+        let v = base64::engine::general_purpose::STANDARD.encode(&bad);
+        assert!(decode(&v).is_err());
+    }
+}
