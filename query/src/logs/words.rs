@@ -89,21 +89,23 @@ impl ScalarUDFImpl for WordMatch {
             ColumnarValue::Array(a) => a.clone(),
             ColumnarValue::Scalar(s) => s.to_array()?,
         };
+        let mut scratch = Vec::new();
+        let mut is_match = |s: &str| matcher.is_match(s, &mut scratch);
         let result: BooleanArray = match array.data_type() {
             DataType::Utf8 => array
                 .as_string::<i32>()
                 .iter()
-                .map(|v| v.map(|s| matcher.is_match(s)))
+                .map(|v| v.map(&mut is_match))
                 .collect(),
             DataType::LargeUtf8 => array
                 .as_string::<i64>()
                 .iter()
-                .map(|v| v.map(|s| matcher.is_match(s)))
+                .map(|v| v.map(&mut is_match))
                 .collect(),
             DataType::Utf8View => array
                 .as_string_view()
                 .iter()
-                .map(|v| v.map(|s| matcher.is_match(s)))
+                .map(|v| v.map(&mut is_match))
                 .collect(),
             other => return exec_err!("{NAME}: a string column is needed, not {other}"),
         };
@@ -141,17 +143,17 @@ impl Matcher {
         }
     }
 
-    pub fn is_match(&self, line: &str) -> bool {
+    /// `scratch` holds lower-cased ASCII lines between calls, so the usual
+    /// line costs no allocation.
+    pub fn is_match(&self, line: &str, scratch: &mut Vec<u8>) -> bool {
         if self.case_sensitive {
             return self.find_in(line);
         }
         if line.is_ascii() {
-            // Cheap lower-casing of the usual line, without allocating
-            // when it has no capital letter.
-            if !line.bytes().any(|b| b.is_ascii_uppercase()) {
-                return self.find_in(line);
-            }
-            return self.find_in(&line.to_ascii_lowercase());
+            scratch.clear();
+            scratch.extend(line.bytes().map(|b| b.to_ascii_lowercase()));
+            // ASCII lower-cased is still ASCII, hence UTF-8.
+            return std::str::from_utf8(scratch).is_ok_and(|l| self.find_in(l));
         }
         self.find_in(&line.to_lowercase())
     }
@@ -179,7 +181,7 @@ mod tests {
     use super::*;
 
     fn m(text: &str, case: bool, line: &str) -> bool {
-        Matcher::new(text, case).is_match(line)
+        Matcher::new(text, case).is_match(line, &mut Vec::new())
     }
 
     #[test]
