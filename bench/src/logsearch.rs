@@ -4,9 +4,10 @@
 //! the very Parquet files our store wrote.
 //!
 //! Searches are what the log explorer asks: the newest 100 matching lines.
-//! ripgrep's equivalent is `rg PATTERN FILE | tail -n 100` (its output is
-//! read and the last 100 lines kept), DuckDB's `ORDER BY timestamp DESC
-//! LIMIT 100`. The histogram counts matches per minute over the whole
+//! Our words and phrases match whole words, so ripgrep's equivalent is
+//! `rg -w PATTERN FILE | tail -n 100` (its output is read and the last 100
+//! lines kept), DuckDB's LIKE plus a `\b…\b` regex check, `ORDER BY
+//! timestamp DESC LIMIT 100`. The histogram counts matches per minute over the whole
 //! corpus (ripgrep prints each match's minute with `-o -r`, counted here).
 //! Every answer is cross-checked before timing: match counts of all three
 //! agree, and the histograms are equal. Median of `reps`, tools alternating.

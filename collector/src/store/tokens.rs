@@ -106,7 +106,8 @@ pub enum RowGroupFilter {
 impl RowGroupFilter {
     /// Built from the messages of one row group.
     pub fn of<'a>(messages: impl Iterator<Item = &'a str>) -> RowGroupFilter {
-        let mut keys = HashSet::new();
+        // Keys are hashes already: a fast hasher is enough.
+        let mut keys: HashSet<u64, foldhash::fast::FixedState> = HashSet::default();
         for m in messages {
             for_each_word(m, |w| {
                 if indexed(w) {
