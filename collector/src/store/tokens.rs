@@ -12,7 +12,8 @@
 //! make filters larger.
 
 use base64::Engine;
-use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
+use parquet::file::metadata::{FooterTail, ParquetMetaData, ParquetMetaDataReader};
+use parquet::file::FOOTER_SIZE;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, LazyLock, Mutex};
@@ -190,13 +191,11 @@ pub fn of_local(path: &Path, size: u64) -> Arc<Vec<RowGroupFilter>> {
 pub fn of_remote(key: &str, size: u64) -> Arc<Vec<RowGroupFilter>> {
     cached(key, size, || {
         let tier = super::tier::installed()?;
-        let tail = tier.read_key(key, size, size.checked_sub(8)?, 8).ok()?;
-        if tail.len() != 8 || &tail[4..] != b"PAR1" {
-            return None;
-        }
-        let len = u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]) as u64;
-        let start = size.checked_sub(8 + len)?;
-        let footer = tier.read_key(key, size, start, len as usize).ok()?;
+        let tail_at = size.checked_sub(FOOTER_SIZE as u64)?;
+        let tail = tier.read_key(key, size, tail_at, FOOTER_SIZE).ok()?;
+        let len = FooterTail::try_from(tail.as_ref()).ok()?.metadata_length();
+        let start = tail_at.checked_sub(len as u64)?;
+        let footer = tier.read_key(key, size, start, len).ok()?;
         ParquetMetaDataReader::decode_metadata(&footer).ok()
     })
 }
@@ -216,26 +215,29 @@ fn cached(
         return Arc::new(Vec::new());
     };
     let filters = Arc::new(of_file(&meta));
-    let bytes: usize = filters
-        .iter()
-        .map(RowGroupFilter::encoded_len)
-        .sum::<usize>()
-        + name.len();
+    let bytes = weight(name, &filters);
     let mut cache = lock();
     while cache.bytes + bytes > CACHE_BYTES {
         let Some(k) = cache.files.keys().next().cloned() else {
             break;
         };
         if let Some(old) = cache.files.remove(&k) {
-            let freed: usize =
-                old.iter().map(RowGroupFilter::encoded_len).sum::<usize>() + k.0.len();
-            cache.bytes = cache.bytes.saturating_sub(freed);
+            cache.bytes = cache.bytes.saturating_sub(weight(&k.0, &old));
         }
     }
     if cache.files.insert(id, filters.clone()).is_none() {
         cache.bytes += bytes;
     }
     filters
+}
+
+/// What a cache entry counts against `CACHE_BYTES`.
+fn weight(name: &str, filters: &[RowGroupFilter]) -> usize {
+    filters
+        .iter()
+        .map(RowGroupFilter::encoded_len)
+        .sum::<usize>()
+        + name.len()
 }
 
 fn lock() -> std::sync::MutexGuard<'static, FilterCache> {

@@ -12,8 +12,9 @@
 //! ```
 //!
 //! A word runs to whitespace, `(`, `)` or `"`; with `*` or `?` it is a
-//! wildcard. Message words and phrases match whole words (`logs::words`). In phrases `\"` and `\\` are the only escapes; in regexes `\/`
-//! is a `/`. `AND`, `OR`, `NOT` are keywords only in upper case. A word
+//! wildcard. Message words and phrases match whole words (`logs::words`).
+//! In phrases `\"` and `\\` are the only escapes; in regexes `\/` is a
+//! `/`. `AND`, `OR`, `NOT` are keywords only in upper case. A word
 //! starting `name:` (letters, digits, `_`) is a field term, so `12:30` and
 //! `::1` stay text but `error:timeout` is an unknown field (quote it).
 
