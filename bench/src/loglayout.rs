@@ -7,7 +7,8 @@
 
 use anyhow::{Context, Result};
 use carbonio_collector::logs::LogRecord;
-use carbonio_collector::store::logs::{to_batch, HOUR_NS};
+use carbonio_collector::store::loghead::LogHead;
+use carbonio_collector::store::logs::{schema, HOUR_NS};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
@@ -252,15 +253,19 @@ pub fn run(corpus: &Path, max_lines: usize) -> Result<()> {
         for (hour, rows) in &hours {
             let mut rows = rows.clone();
             rows.sort_by(|a, b| (layout.sort)(a, b));
-            let batch = to_batch(&rows)?;
+            let mut head = LogHead::default();
+            head.extend(rows.iter().copied());
+            let order: Vec<u32> = (0..rows.len() as u32).collect();
             let path = dir.path().join(format!("{hour}.parquet"));
             let file = std::fs::File::create(&path)?;
-            let mut w = ArrowWriter::try_new(file, batch.schema(), Some(props.clone()))?;
-            w.write(&batch)?;
+            let mut w = ArrowWriter::try_new(file, schema(), Some(props.clone()))?;
+            for batch in head.batches(&order, usize::MAX)? {
+                w.write(&batch)?;
+            }
             w.close()?;
             bytes += std::fs::metadata(&path)?.len();
             let reader = SerializedFileReader::new(std::fs::File::open(&path)?)?;
-            let schema = batch.schema();
+            let schema = schema();
             let col = |name: &str| schema.index_of(name);
             let (ts, app, host) = (col("timestamp")?, col("app")?, col("host")?);
             for rg in reader.metadata().row_groups() {

@@ -7,6 +7,7 @@ mod cache;
 mod chunk;
 mod concat;
 pub mod head;
+pub mod loghead;
 pub mod logs;
 pub mod rangecache;
 pub mod record;

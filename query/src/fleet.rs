@@ -443,17 +443,7 @@ impl crate::logs_table::LogSource for Fleet {
             view.remote.extend(found.remote);
             rows.extend(found.rows);
         }
-        let schema = carbonio_collector::store::logs::schema();
-        if !rows.is_empty() {
-            view.head = Some(
-                arrow_select::concat::concat_batches(&schema, &rows).map_err(|e| {
-                    LogStoreError::Io {
-                        path: PathBuf::from("fleet"),
-                        msg: e.to_string(),
-                    }
-                })?,
-            );
-        }
+        view.head = rows;
         Ok(view)
     }
 }

@@ -162,9 +162,9 @@ impl TableProvider for LogsTable {
             let url = remote::register(state.runtime_env(), &view.remote)?;
             inputs.push(self.parquet(state, url, remote, filters, projection, limit)?);
         }
-        if let Some(head) = view.head {
+        if !view.head.is_empty() {
             inputs.push(MemorySourceConfig::try_new_exec(
-                &[vec![head]],
+                &[view.head],
                 self.schema.clone(),
                 projection.cloned(),
             )?);

@@ -109,7 +109,21 @@ impl RowGroupFilter {
     pub fn of<'a>(messages: impl Iterator<Item = &'a str>) -> RowGroupFilter {
         // Keys are hashes already: a fast hasher is enough.
         let mut keys: HashSet<u64, foldhash::fast::FixedState> = HashSet::default();
+        let mut lower = String::new();
         for m in messages {
+            if m.is_ascii() {
+                // Lower-cased once per line rather than word by word; ASCII
+                // case does not move word boundaries.
+                lower.clear();
+                lower.push_str(m);
+                lower.make_ascii_lowercase();
+                for_each_word(&lower, |w| {
+                    if indexed(w) {
+                        keys.insert(XxHash3_64::oneshot(w.as_bytes()));
+                    }
+                });
+                continue;
+            }
             for_each_word(m, |w| {
                 if indexed(w) {
                     keys.insert(key(w));
@@ -394,7 +408,7 @@ mod tests {
             f,
             RowGroupFilter::Empty,
             RowGroupFilter::Unknown,
-            RowGroupFilter::of(["only one word here"].into_iter()),
+            RowGroupFilter::of(["only ONE word here", "Échec de Connexion"].into_iter()),
         ];
         let back = decode(&encode(&filters)).unwrap();
         assert_eq!(back.len(), 4);
@@ -410,7 +424,9 @@ mod tests {
         assert!(absent < 200, "{absent} false positives in 10000");
         assert!(!back[1].may_contain(key("status")));
         assert!(back[2].may_contain(key("anything")));
-        assert!(back[3].may_contain(key("only")) && back[3].may_contain(key("here")));
+        for word in ["only", "one", "ONE", "here", "échec", "ÉCHEC", "connexion"] {
+            assert!(back[3].may_contain(key(word)), "{word}");
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@
 
 use super::framing::Framer;
 use super::parse::{parse, Parsed};
-use super::stats::SyslogStats;
+use super::stats::{ListenerCounts, SyslogStats};
 use crate::config::{SyslogConfig, SyslogListener, SyslogProtocol};
 use crate::logs::LogRecord;
 use crate::store::logs::LogStore;
@@ -252,21 +252,22 @@ async fn serve_stream<S: AsyncRead + Unpin>(
         let eof = n == 0;
         buf.extend_from_slice(&chunk[..n]);
         let received = now_ns();
+        let mut counts = ListenerCounts::default();
         let records: Vec<LogRecord> = framer
             .decode(&mut buf, eof)
             .into_iter()
             .map(|frame| {
                 let (record, how) = parse(&frame.data, &peer_url, received, tz);
-                stats.received(
-                    listener,
-                    peer.ip(),
-                    frame.data.len(),
-                    how == Parsed::Fallback,
-                    frame.truncated,
-                );
+                counts.messages += 1;
+                counts.bytes += frame.data.len() as u64;
+                counts.fallbacks += u64::from(how == Parsed::Fallback);
+                counts.truncated += u64::from(frame.truncated);
                 record
             })
             .collect();
+        if counts.messages > 0 {
+            stats.received_many(listener, peer.ip(), &counts);
+        }
         if let Some((append, n)) = in_flight.take() {
             wait_durable(append, n, stats, listener).await?;
         }

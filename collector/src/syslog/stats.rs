@@ -53,15 +53,30 @@ impl SyslogStats {
         fallback: bool,
         truncated: bool,
     ) {
+        self.received_many(
+            listener,
+            peer,
+            &ListenerCounts {
+                messages: 1,
+                bytes: bytes as u64,
+                fallbacks: u64::from(fallback),
+                truncated: u64::from(truncated),
+                ..ListenerCounts::default()
+            },
+        );
+    }
+
+    /// Counts a batch of messages from one peer under one lock.
+    pub fn received_many(&self, listener: &str, peer: IpAddr, n: &ListenerCounts) {
         self.with(listener, |l| {
             let c = &mut l.counts;
-            c.messages += 1;
-            c.bytes += bytes as u64;
-            c.fallbacks += u64::from(fallback);
-            c.truncated += u64::from(truncated);
+            c.messages += n.messages;
+            c.bytes += n.bytes;
+            c.fallbacks += n.fallbacks;
+            c.truncated += n.truncated;
             let p = l.peers.entry(peer).or_default();
-            p.messages += 1;
-            p.bytes += bytes as u64;
+            p.messages += n.messages;
+            p.bytes += n.bytes;
         });
     }
 

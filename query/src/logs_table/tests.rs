@@ -160,7 +160,7 @@ async fn time_filters_prune_files() {
     assert!(!text.contains("MemorySourceConfig"), "{text}");
     let view = store.view(a, b).unwrap();
     assert_eq!(view.files.len(), 1);
-    assert!(view.head.is_none());
+    assert!(view.head.is_empty());
 }
 
 /// Files a search's plan opens, and how many lines it finds.

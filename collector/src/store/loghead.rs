@@ -1,0 +1,355 @@
+//! The log store's unflushed lines, kept column by column as they arrive:
+//! names (host, app, procid, msgid, source) interned once per head, texts
+//! in one buffer each. A flush sorts row numbers, not records, and copies
+//! each column once; a head of records spent most of a flush chasing the
+//! records' scattered strings (`bench logs`).
+
+use super::logs::schema;
+use crate::logs::{facility_name, severity_name, LogRecord};
+use arrow_array::builder::StringBuilder;
+use arrow_array::types::Int32Type;
+use arrow_array::{
+    ArrayRef, DictionaryArray, Int32Array, RecordBatch, StringArray, TimestampNanosecondArray,
+    UInt8Array,
+};
+use arrow_schema::ArrowError;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+const HOUR_NS: i64 = super::logs::HOUR_NS;
+/// Facility or severity absent.
+const NONE: u8 = 0xff;
+/// Most text bytes in one batch: Arrow string offsets are 32-bit.
+const BATCH_TEXT_BYTES: usize = 1 << 30;
+
+#[derive(Debug, Default)]
+pub struct LogHead {
+    timestamp: Vec<i64>,
+    received: Vec<i64>,
+    facility: Vec<u8>,
+    severity: Vec<u8>,
+    host: Names,
+    app: Names,
+    procid: Names,
+    msgid: Names,
+    source: Names,
+    message: Text,
+    structured_data: Text,
+}
+
+impl LogHead {
+    pub fn len(&self) -> usize {
+        self.timestamp.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.timestamp.is_empty()
+    }
+
+    pub fn push(&mut self, r: &LogRecord) {
+        self.timestamp.push(r.timestamp_ns);
+        self.received.push(r.received_ns);
+        self.facility.push(r.facility.unwrap_or(NONE));
+        self.severity.push(r.severity.unwrap_or(NONE));
+        self.host.push(&r.host);
+        self.app.push(&r.app);
+        self.procid.push(&r.procid);
+        self.msgid.push(&r.msgid);
+        self.source.push(&r.source);
+        self.message.push(&r.message);
+        self.structured_data.push(&r.structured_data);
+    }
+
+    pub fn extend<'a>(&mut self, records: impl IntoIterator<Item = &'a LogRecord>) {
+        for r in records {
+            self.push(r);
+        }
+    }
+
+    /// Appends every line of `other` after this head's.
+    pub fn append(&mut self, other: &LogHead) {
+        for i in 0..other.len() {
+            self.push(&other.record(i));
+        }
+    }
+
+    /// Row `i` as a record.
+    pub fn record(&self, i: usize) -> LogRecord {
+        let opt = |v: u8| (v != NONE).then_some(v);
+        LogRecord {
+            timestamp_ns: self.timestamp[i],
+            received_ns: self.received[i],
+            host: self.host.get(i).to_string(),
+            app: self.app.get(i).to_string(),
+            procid: self.procid.get(i).to_string(),
+            msgid: self.msgid.get(i).to_string(),
+            facility: opt(self.facility[i]),
+            severity: opt(self.severity[i]),
+            message: self.message.get(i).to_string(),
+            structured_data: self.structured_data.get(i).to_string(),
+            source: self.source.get(i).to_string(),
+        }
+    }
+
+    /// Rows with event time in [start_ns, end_ns], in arrival order.
+    pub fn rows_between(&self, start_ns: i64, end_ns: i64) -> Vec<u32> {
+        (0..self.len() as u32)
+            .filter(|&i| (start_ns..=end_ns).contains(&self.timestamp[i as usize]))
+            .collect()
+    }
+
+    /// Every row in file order: hour, app, host, time, then arrival.
+    pub fn file_order(&self) -> Vec<u32> {
+        let (apps, hosts) = (self.app.ranks(), self.host.ranks());
+        let mut keyed: Vec<(i64, u32, u32, i64, u32)> = (0..self.len())
+            .map(|i| {
+                let ts = self.timestamp[i];
+                (
+                    ts.div_euclid(HOUR_NS),
+                    apps[self.app.keys[i] as usize],
+                    hosts[self.host.keys[i] as usize],
+                    ts,
+                    i as u32,
+                )
+            })
+            .collect();
+        keyed.sort_unstable();
+        keyed.into_iter().map(|k| k.4).collect()
+    }
+
+    /// The hour (start, ns) of a row's event time.
+    pub fn hour_of(&self, row: u32) -> i64 {
+        self.timestamp[row as usize].div_euclid(HOUR_NS)
+    }
+
+    /// The given rows, in that order, as batches of the `logs` schema of at
+    /// most `max_rows` rows each (fewer when their texts are very long).
+    pub fn batches(&self, rows: &[u32], max_rows: usize) -> Result<Vec<RecordBatch>, ArrowError> {
+        let mut out = Vec::new();
+        let mut start = 0;
+        while start < rows.len() {
+            let mut end = start;
+            let mut bytes = 0;
+            while end < rows.len() && end - start < max_rows.max(1) {
+                let r = rows[end] as usize;
+                bytes += self.message.len_of(r).max(self.structured_data.len_of(r));
+                if bytes > BATCH_TEXT_BYTES && end > start {
+                    break;
+                }
+                end += 1;
+            }
+            out.push(self.batch(&rows[start..end])?);
+            start = end;
+        }
+        Ok(out)
+    }
+
+    fn batch(&self, rows: &[u32]) -> Result<RecordBatch, ArrowError> {
+        let ts = |values: &[i64]| -> ArrayRef {
+            Arc::new(
+                TimestampNanosecondArray::from_iter_values(
+                    rows.iter().map(|&r| values[r as usize]),
+                )
+                .with_timezone("UTC"),
+            )
+        };
+        let num = |values: &[u8]| -> ArrayRef {
+            Arc::new(UInt8Array::from_iter(rows.iter().map(|&r| {
+                let v = values[r as usize];
+                (v != NONE).then_some(v)
+            })))
+        };
+        // Named numbers (facility, severity) as a dictionary keyed by the number.
+        let named = |values: &[u8], name: fn(u8) -> Option<&'static str>| -> ArrayRef {
+            let names: Vec<&str> = (0..=NONE).map_while(name).collect();
+            let keys = Int32Array::from_iter(rows.iter().map(|&r| {
+                let v = values[r as usize] as usize;
+                (v < names.len()).then_some(v as i32)
+            }));
+            Arc::new(DictionaryArray::<Int32Type>::new(
+                keys,
+                Arc::new(StringArray::from_iter_values(names)),
+            ))
+        };
+        RecordBatch::try_new(
+            schema(),
+            vec![
+                ts(&self.timestamp),
+                ts(&self.received),
+                Arc::new(self.host.array(rows)),
+                Arc::new(self.app.array(rows)),
+                Arc::new(self.procid.array(rows)),
+                Arc::new(self.msgid.array(rows)),
+                num(&self.facility),
+                named(&self.facility, facility_name),
+                num(&self.severity),
+                named(&self.severity, severity_name),
+                Arc::new(self.message.array(rows)),
+                Arc::new(self.structured_data.array(rows)),
+                Arc::new(self.source.array(rows)),
+            ],
+        )
+    }
+}
+
+/// One column of names: a key per row into the distinct names.
+#[derive(Debug, Default)]
+struct Names {
+    keys: Vec<u32>,
+    values: Vec<String>,
+    index: HashMap<String, u32, foldhash::fast::FixedState>,
+}
+
+impl Names {
+    fn push(&mut self, v: &str) {
+        // Lines of one sender come in runs: most repeat the previous name.
+        let key = match self.keys.last() {
+            Some(&k) if self.values[k as usize] == v => k,
+            _ => match self.index.get(v) {
+                Some(&k) => k,
+                None => {
+                    let k = self.values.len() as u32;
+                    self.values.push(v.to_string());
+                    self.index.insert(v.to_string(), k);
+                    k
+                }
+            },
+        };
+        self.keys.push(key);
+    }
+
+    fn get(&self, row: usize) -> &str {
+        &self.values[self.keys[row] as usize]
+    }
+
+    /// Each key's rank in the sorted names.
+    fn ranks(&self) -> Vec<u32> {
+        let mut sorted: Vec<u32> = (0..self.values.len() as u32).collect();
+        sorted.sort_unstable_by(|a, b| self.values[*a as usize].cmp(&self.values[*b as usize]));
+        let mut ranks = vec![0; sorted.len()];
+        for (rank, key) in (0..).zip(sorted) {
+            ranks[key as usize] = rank;
+        }
+        ranks
+    }
+
+    fn array(&self, rows: &[u32]) -> DictionaryArray<Int32Type> {
+        let keys = Int32Array::from_iter_values(rows.iter().map(|&r| self.keys[r as usize] as i32));
+        let values = StringArray::from_iter_values(&self.values);
+        DictionaryArray::new(keys, Arc::new(values))
+    }
+}
+
+/// One column of free text, all rows in one buffer.
+#[derive(Debug, Default)]
+struct Text {
+    bytes: String,
+    ends: Vec<usize>,
+}
+
+impl Text {
+    fn push(&mut self, s: &str) {
+        self.bytes.push_str(s);
+        self.ends.push(self.bytes.len());
+    }
+
+    fn start(&self, row: usize) -> usize {
+        row.checked_sub(1).map_or(0, |p| self.ends[p])
+    }
+
+    fn get(&self, row: usize) -> &str {
+        &self.bytes[self.start(row)..self.ends[row]]
+    }
+
+    fn len_of(&self, row: usize) -> usize {
+        self.ends[row] - self.start(row)
+    }
+
+    fn array(&self, rows: &[u32]) -> StringArray {
+        let bytes = rows.iter().map(|&r| self.len_of(r as usize)).sum();
+        let mut b = StringBuilder::with_capacity(rows.len(), bytes);
+        for &r in rows {
+            b.append_value(self.get(r as usize));
+        }
+        b.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(ts_s: i64, host: &str, app: &str, msg: &str) -> LogRecord {
+        LogRecord {
+            timestamp_ns: ts_s * 1_000_000_000,
+            received_ns: 7,
+            host: host.into(),
+            app: app.into(),
+            procid: "12".into(),
+            facility: Some(3),
+            severity: None,
+            message: msg.into(),
+            source: "tcp://127.0.0.1:1".into(),
+            ..LogRecord::default()
+        }
+    }
+
+    #[test]
+    fn records_round_trip_and_batches_keep_every_field() {
+        let lines = vec![
+            line(10, "b", "postfix", "one"),
+            line(5, "a", "postfix", "twö"),
+            LogRecord {
+                structured_data: r#"{"x":{"y":"z"}}"#.into(),
+                msgid: "ID1".into(),
+                severity: Some(6),
+                ..line(7, "a", "sshd", "")
+            },
+        ];
+        let mut head = LogHead::default();
+        head.extend(&lines);
+        assert_eq!((0..3).map(|i| head.record(i)).collect::<Vec<_>>(), lines);
+        let batches = head.batches(&[0, 1, 2], 2).unwrap();
+        assert_eq!(
+            batches.iter().map(|b| b.num_rows()).collect::<Vec<_>>(),
+            [2, 1]
+        );
+        let back: Vec<LogRecord> = batches
+            .iter()
+            .flat_map(super::super::logs::from_batch)
+            .collect();
+        assert_eq!(back, lines);
+    }
+
+    #[test]
+    fn file_order_is_hour_app_host_time_arrival() {
+        let mut head = LogHead::default();
+        head.extend(&[
+            line(3600 + 1, "a", "a", "next hour"),
+            line(9, "b", "sshd", "4"),
+            line(8, "b", "postfix", "3"),
+            line(9, "a", "postfix", "1"),
+            line(9, "a", "postfix", "2"),
+        ]);
+        let order = head.file_order();
+        let messages: Vec<String> = order
+            .iter()
+            .map(|&r| head.record(r as usize).message)
+            .collect();
+        assert_eq!(messages, ["1", "2", "3", "4", "next hour"]);
+        assert_eq!(
+            head.rows_between(8_000_000_000, 9_000_000_000),
+            [1, 2, 3, 4]
+        );
+    }
+
+    #[test]
+    fn append_keeps_both_heads_lines_in_order() {
+        let (mut a, mut b) = (LogHead::default(), LogHead::default());
+        a.push(&line(1, "h", "x", "first"));
+        b.push(&line(2, "g", "y", "second"));
+        a.append(&b);
+        assert_eq!(a.len(), 2);
+        assert_eq!(a.record(1), line(2, "g", "y", "second"));
+    }
+}
