@@ -125,6 +125,15 @@ impl LogHead {
     /// The given rows, in that order, as batches of the `logs` schema of at
     /// most `max_rows` rows each (fewer when their texts are very long).
     pub fn batches(&self, rows: &[u32], max_rows: usize) -> Result<Vec<RecordBatch>, ArrowError> {
+        self.batches_within(rows, max_rows, BATCH_TEXT_BYTES)
+    }
+
+    fn batches_within(
+        &self,
+        rows: &[u32],
+        max_rows: usize,
+        max_text_bytes: usize,
+    ) -> Result<Vec<RecordBatch>, ArrowError> {
         let mut out = Vec::new();
         let mut start = 0;
         while start < rows.len() {
@@ -133,7 +142,7 @@ impl LogHead {
             while end < rows.len() && end - start < max_rows.max(1) {
                 let r = rows[end] as usize;
                 bytes += self.message.len_of(r).max(self.structured_data.len_of(r));
-                if bytes > BATCH_TEXT_BYTES && end > start {
+                if bytes > max_text_bytes && end > start {
                     break;
                 }
                 end += 1;
@@ -341,6 +350,75 @@ mod tests {
             head.rows_between(8_000_000_000, 9_000_000_000),
             [1, 2, 3, 4]
         );
+    }
+
+    #[test]
+    fn batches_are_cut_before_too_much_text() {
+        let mut head = LogHead::default();
+        for msg in [
+            "0123456789",
+            "0123456789",
+            "0123456789",
+            &"x".repeat(40),
+            "0",
+        ] {
+            head.push(&line(1, "h", "a", msg));
+        }
+        let rows: Vec<u32> = (0..5).collect();
+        let sizes: Vec<usize> = head
+            .batches_within(&rows, 100, 25)
+            .unwrap()
+            .iter()
+            .map(RecordBatch::num_rows)
+            .collect();
+        // A line longer than the limit still goes out, alone.
+        assert_eq!(sizes, [2, 1, 1, 1]);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_lines_come_back_whole_through_batches(
+            lines in proptest::collection::vec(
+                (any_text(), any_text(), any_text(), proptest::option::of(0u8..24), proptest::option::of(0u8..8), -1_000_000i64..1_000_000),
+                0..40,
+            ),
+            max_rows in 1usize..8,
+        ) {
+            let records: Vec<LogRecord> = lines
+                .into_iter()
+                .map(|(host, app, message, facility, severity, ts)| LogRecord {
+                    timestamp_ns: ts,
+                    received_ns: ts / 2,
+                    host,
+                    app,
+                    facility,
+                    severity,
+                    message,
+                    ..LogRecord::default()
+                })
+                .collect();
+            let mut head = LogHead::default();
+            head.extend(&records);
+            let order = head.file_order();
+            let back: Vec<LogRecord> = head
+                .batches(&order, max_rows)
+                .unwrap()
+                .iter()
+                .flat_map(super::super::logs::from_batch)
+                .collect();
+            let expected: Vec<LogRecord> = order.iter().map(|&r| records[r as usize].clone()).collect();
+            proptest::prop_assert_eq!(back, expected);
+            let mut sorted = order.clone();
+            sorted.sort_unstable();
+            proptest::prop_assert_eq!(sorted, (0..records.len() as u32).collect::<Vec<_>>());
+        }
+    }
+
+    fn any_text() -> impl proptest::strategy::Strategy<Value = String> {
+        proptest::prop_oneof![
+            proptest::string::string_regex("[ab]{0,3}").unwrap(),
+            proptest::string::string_regex("\\PC{0,12}").unwrap(),
+        ]
     }
 
     #[test]
