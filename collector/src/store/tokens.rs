@@ -32,6 +32,17 @@ pub fn is_word_char(c: char) -> bool {
     c.is_alphanumeric() || c == '_'
 }
 
+/// The ASCII bytes that belong to a word (as `is_word_char` says).
+const WORD_BYTES: [bool; 128] = {
+    let mut table = [false; 128];
+    let mut b = 0;
+    while b < 128 {
+        table[b] = (b as u8).is_ascii_alphanumeric() || b as u8 == b'_';
+        b += 1;
+    }
+    table
+};
+
 /// Calls `f` with every word of `text`, in order.
 pub fn for_each_word(text: &str, mut f: impl FnMut(&str)) {
     let bytes = text.as_bytes();
@@ -117,11 +128,15 @@ impl RowGroupFilter {
                 lower.clear();
                 lower.push_str(m);
                 lower.make_ascii_lowercase();
-                for_each_word(&lower, |w| {
-                    if indexed(w) {
-                        keys.insert(XxHash3_64::oneshot(w.as_bytes()));
+                // ASCII words are the runs of word bytes, as for_each_word finds them.
+                for w in lower
+                    .as_bytes()
+                    .split(|b| !WORD_BYTES[usize::from(*b & 0x7f)])
+                {
+                    if w.len() >= 3 && !w.iter().all(u8::is_ascii_digit) {
+                        keys.insert(XxHash3_64::oneshot(w));
                     }
-                });
+                }
                 continue;
             }
             for_each_word(m, |w| {
@@ -426,6 +441,22 @@ mod tests {
         assert!(back[2].may_contain(key("anything")));
         for word in ["only", "one", "ONE", "here", "échec", "ÉCHEC", "connexion"] {
             assert!(back[3].may_contain(key(word)), "{word}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_filter_holds_every_indexed_word_of_its_lines(
+            lines in proptest::collection::vec("[ -~]{0,40}|\\PC{0,20}", 1..20),
+        ) {
+            let filter = RowGroupFilter::of(lines.iter().map(String::as_str));
+            for line in &lines {
+                for_each_word(line, |w| {
+                    if indexed(w) {
+                        assert!(filter.may_contain(key(w)), "{w:?} of {line:?}");
+                    }
+                });
+            }
         }
     }
 
