@@ -133,7 +133,7 @@ impl Framer {
 
     /// A newline-terminated frame (without its LF).
     fn line_frame(&mut self, rest: &[u8], eof: bool) -> Option<(Option<Frame>, usize)> {
-        match rest.iter().take(self.max + 1).position(|&b| b == b'\n') {
+        match memchr::memchr(b'\n', &rest[..rest.len().min(self.max + 1)]) {
             Some(i) => Some((
                 Some(Frame {
                     data: rest[..i].to_vec(),
