@@ -51,7 +51,7 @@ pub fn for_each_word(text: &str, mut f: impl FnMut(&str)) {
     while i < bytes.len() {
         let b = bytes[i];
         let (word, len) = if b < 0x80 {
-            (b.is_ascii_alphanumeric() || b == b'_', 1)
+            (WORD_BYTES[usize::from(b)], 1)
         } else {
             // `i` is always on a character boundary.
             match text[i..].chars().next() {
@@ -76,7 +76,11 @@ pub fn for_each_word(text: &str, mut f: impl FnMut(&str)) {
 
 /// Whether a word goes into the filters.
 pub fn indexed(word: &str) -> bool {
-    word.len() >= 3 && !word.bytes().all(|b| b.is_ascii_digit())
+    indexed_bytes(word.as_bytes())
+}
+
+fn indexed_bytes(word: &[u8]) -> bool {
+    word.len() >= 3 && !word.iter().all(u8::is_ascii_digit)
 }
 
 /// The filter key of a word: a hash of its lower-case form.
@@ -133,7 +137,7 @@ impl RowGroupFilter {
                     .as_bytes()
                     .split(|b| !WORD_BYTES[usize::from(*b & 0x7f)])
                 {
-                    if w.len() >= 3 && !w.iter().all(u8::is_ascii_digit) {
+                    if indexed_bytes(w) {
                         keys.insert(XxHash3_64::oneshot(w));
                     }
                 }
