@@ -9,7 +9,7 @@
 //! reset as they do an exporter's restart.
 
 use crate::config::LogMetric;
-use crate::logs::LogRecord;
+use crate::logs::LineRef;
 use crate::relabel::Labels;
 use std::collections::BTreeMap;
 use std::sync::{Mutex, RwLock};
@@ -68,12 +68,15 @@ impl LogMetrics {
 
     /// The label sets of the lines' matches (found before the lines are
     /// stored, outside the store's locks).
-    pub fn matches(&self, records: &[LogRecord]) -> Vec<Labels> {
+    pub fn matches<'a>(&self, lines: impl IntoIterator<Item = LineRef<'a>>) -> Vec<Labels> {
         let rules = self.rules.read().unwrap_or_else(|p| p.into_inner());
         let mut hits = Vec::new();
-        for r in records {
+        if rules.is_empty() {
+            return hits;
+        }
+        for r in lines {
             for m in rules.iter() {
-                if let Some(labels) = matched(m, r) {
+                if let Some(labels) = matched(m, &r) {
                     hits.push(labels);
                 }
             }
@@ -135,27 +138,27 @@ impl LogMetrics {
 }
 
 /// The series labels of `r` under `m`, if it matches.
-fn matched(m: &LogMetric, r: &LogRecord) -> Option<Labels> {
-    if m.app.as_ref().is_some_and(|g| !g.0.is_match(&r.app)) {
+fn matched(m: &LogMetric, r: &LineRef) -> Option<Labels> {
+    if m.app.as_ref().is_some_and(|g| !g.0.is_match(r.app)) {
         return None;
     }
     let caps = m
         .regex
         .0
-        .captures(&r.message)
-        .or_else(|| m.regex.0.captures(&r.structured_data))?;
+        .captures(r.message)
+        .or_else(|| m.regex.0.captures(r.structured_data))?;
     let mut labels = m.labels.clone();
     labels.insert("__name__".into(), m.name.clone());
     for f in &m.by {
         let v = match f.as_str() {
-            "host" => &r.host,
-            "app" => &r.app,
-            "procid" => &r.procid,
-            "msgid" => &r.msgid,
+            "host" => r.host,
+            "app" => r.app,
+            "procid" => r.procid,
+            "msgid" => r.msgid,
             _ => continue,
         };
         if !v.is_empty() {
-            labels.insert(f.clone(), v.clone());
+            labels.insert(f.clone(), v.to_string());
         }
     }
     for name in m.regex.0.capture_names().flatten() {
@@ -169,6 +172,7 @@ fn matched(m: &LogMetric, r: &LogRecord) -> Option<Labels> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::logs::LogRecord;
 
     fn metric(yaml: &str) -> LogMetric {
         serde_yaml_ng::from_str(yaml).unwrap()
@@ -195,13 +199,14 @@ mod tests {
         let m = LogMetrics::new(vec![metric(
             "name: mail_total\napp: 'postfix/*'\nregex: 'status=(?P<status>[a-z]+)'\nby: [host]\nlabels: {role: mta}\n",
         )]);
-        m.count(m.matches(&[
+        let lines = [
             line("postfix/smtp", "to=<a@b>, status=sent (ok)"),
             line("postfix/lmtp", "to=<c@d>, status=sent (ok)"),
             line("postfix/smtp", "to=<e@f>, status=bounced (550)"),
             line("amavis", "status=sent but not postfix"),
             line("postfix/smtpd", "connect from x"),
-        ]));
+        ];
+        m.count(m.matches(lines.iter().map(LogRecord::as_line)));
         // The first write: a 0 just before each new series' first value.
         let first = m.samples(5);
         assert_eq!(

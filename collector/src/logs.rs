@@ -87,24 +87,80 @@ pub struct DecodeError(pub String);
 
 const NONE: u8 = 0xff;
 
-impl LogRecord {
+/// A log line with its fields borrowed: what a parser hands on before
+/// anything is copied, and what a row of the head reads as.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct LineRef<'a> {
+    pub timestamp_ns: i64,
+    pub received_ns: i64,
+    pub host: &'a str,
+    pub app: &'a str,
+    pub procid: &'a str,
+    pub msgid: &'a str,
+    pub facility: Option<u8>,
+    pub severity: Option<u8>,
+    pub message: &'a str,
+    pub structured_data: &'a str,
+    pub source: &'a str,
+}
+
+impl LineRef<'_> {
+    pub fn to_record(&self) -> LogRecord {
+        LogRecord {
+            timestamp_ns: self.timestamp_ns,
+            received_ns: self.received_ns,
+            host: self.host.to_string(),
+            app: self.app.to_string(),
+            procid: self.procid.to_string(),
+            msgid: self.msgid.to_string(),
+            facility: self.facility,
+            severity: self.severity,
+            message: self.message.to_string(),
+            structured_data: self.structured_data.to_string(),
+            source: self.source.to_string(),
+        }
+    }
+
+    /// The WAL encoding of a line (`LogRecord::decode` reads it back).
     pub fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.timestamp_ns.to_le_bytes());
         out.extend_from_slice(&self.received_ns.to_le_bytes());
         out.push(self.facility.unwrap_or(NONE));
         out.push(self.severity.unwrap_or(NONE));
         for s in [
-            &self.host,
-            &self.app,
-            &self.procid,
-            &self.msgid,
-            &self.message,
-            &self.structured_data,
-            &self.source,
+            self.host,
+            self.app,
+            self.procid,
+            self.msgid,
+            self.message,
+            self.structured_data,
+            self.source,
         ] {
             out.extend_from_slice(&(s.len() as u32).to_le_bytes());
             out.extend_from_slice(s.as_bytes());
         }
+    }
+}
+
+impl LogRecord {
+    pub fn as_line(&self) -> LineRef<'_> {
+        LineRef {
+            timestamp_ns: self.timestamp_ns,
+            received_ns: self.received_ns,
+            host: &self.host,
+            app: &self.app,
+            procid: &self.procid,
+            msgid: &self.msgid,
+            facility: self.facility,
+            severity: self.severity,
+            message: &self.message,
+            structured_data: &self.structured_data,
+            source: &self.source,
+        }
+    }
+
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        self.as_line().encode(out);
     }
 
     pub fn decode(b: &[u8]) -> Result<LogRecord, DecodeError> {
@@ -216,9 +272,9 @@ const KIND_LINE: u8 = 0;
 const KIND_TAILED: u8 = 1;
 
 impl WalEntry {
-    pub fn encode_line(r: &LogRecord, out: &mut Vec<u8>) {
+    pub fn encode_line(line: &LineRef, out: &mut Vec<u8>) {
         out.push(KIND_LINE);
-        r.encode(out);
+        line.encode(out);
     }
 
     pub fn encode_tailed(checkpoint: &Checkpoint, lines: &[LogRecord], out: &mut Vec<u8>) {
@@ -291,7 +347,7 @@ mod tests {
             ..LogRecord::default()
         };
         let mut b = Vec::new();
-        WalEntry::encode_line(&line, &mut b);
+        WalEntry::encode_line(&line.as_line(), &mut b);
         assert_eq!(WalEntry::decode(&b), Ok(WalEntry::Line(line.clone())));
         let checkpoint = Checkpoint {
             file: FileId {

@@ -5,7 +5,7 @@
 //! records' scattered strings (`bench logs`).
 
 use super::logs::schema;
-use crate::logs::{facility_name, severity_name, LogRecord};
+use crate::logs::{facility_name, severity_name, LineRef, LogRecord};
 use arrow_array::builder::StringBuilder;
 use arrow_array::types::Int32Type;
 use arrow_array::{
@@ -47,17 +47,21 @@ impl LogHead {
     }
 
     pub fn push(&mut self, r: &LogRecord) {
-        self.timestamp.push(r.timestamp_ns);
-        self.received.push(r.received_ns);
-        self.facility.push(r.facility.unwrap_or(NONE));
-        self.severity.push(r.severity.unwrap_or(NONE));
-        self.host.push(&r.host);
-        self.app.push(&r.app);
-        self.procid.push(&r.procid);
-        self.msgid.push(&r.msgid);
-        self.source.push(&r.source);
-        self.message.push(&r.message);
-        self.structured_data.push(&r.structured_data);
+        self.push_line(&r.as_line());
+    }
+
+    pub fn push_line(&mut self, l: &LineRef) {
+        self.timestamp.push(l.timestamp_ns);
+        self.received.push(l.received_ns);
+        self.facility.push(l.facility.unwrap_or(NONE));
+        self.severity.push(l.severity.unwrap_or(NONE));
+        self.host.push(l.host);
+        self.app.push(l.app);
+        self.procid.push(l.procid);
+        self.msgid.push(l.msgid);
+        self.source.push(l.source);
+        self.message.push(l.message);
+        self.structured_data.push(l.structured_data);
     }
 
     pub fn extend<'a>(&mut self, records: impl IntoIterator<Item = &'a LogRecord>) {
@@ -66,29 +70,48 @@ impl LogHead {
         }
     }
 
-    /// Appends every line of `other` after this head's.
+    /// Appends every line of `other` after this head's, column by column:
+    /// each of its names is looked up once, its texts copied in one go.
     pub fn append(&mut self, other: &LogHead) {
-        for i in 0..other.len() {
-            self.push(&other.record(i));
+        self.timestamp.extend_from_slice(&other.timestamp);
+        self.received.extend_from_slice(&other.received);
+        self.facility.extend_from_slice(&other.facility);
+        self.severity.extend_from_slice(&other.severity);
+        self.host.append(&other.host);
+        self.app.append(&other.app);
+        self.procid.append(&other.procid);
+        self.msgid.append(&other.msgid);
+        self.source.append(&other.source);
+        self.message.append(&other.message);
+        self.structured_data.append(&other.structured_data);
+    }
+
+    /// Row `i`, its fields borrowed from the head.
+    pub fn line(&self, i: usize) -> LineRef<'_> {
+        let opt = |v: u8| (v != NONE).then_some(v);
+        LineRef {
+            timestamp_ns: self.timestamp[i],
+            received_ns: self.received[i],
+            host: self.host.get(i),
+            app: self.app.get(i),
+            procid: self.procid.get(i),
+            msgid: self.msgid.get(i),
+            facility: opt(self.facility[i]),
+            severity: opt(self.severity[i]),
+            message: self.message.get(i),
+            structured_data: self.structured_data.get(i),
+            source: self.source.get(i),
         }
+    }
+
+    /// Every row, in arrival order.
+    pub fn lines(&self) -> impl Iterator<Item = LineRef<'_>> + Clone {
+        (0..self.len()).map(|i| self.line(i))
     }
 
     /// Row `i` as a record.
     pub fn record(&self, i: usize) -> LogRecord {
-        let opt = |v: u8| (v != NONE).then_some(v);
-        LogRecord {
-            timestamp_ns: self.timestamp[i],
-            received_ns: self.received[i],
-            host: self.host.get(i).to_string(),
-            app: self.app.get(i).to_string(),
-            procid: self.procid.get(i).to_string(),
-            msgid: self.msgid.get(i).to_string(),
-            facility: opt(self.facility[i]),
-            severity: opt(self.severity[i]),
-            message: self.message.get(i).to_string(),
-            structured_data: self.structured_data.get(i).to_string(),
-            source: self.source.get(i).to_string(),
-        }
+        self.line(i).to_record()
     }
 
     /// Rows with event time in [start_ns, end_ns], in arrival order.
@@ -214,17 +237,27 @@ impl Names {
         // Lines of one sender come in runs: most repeat the previous name.
         let key = match self.keys.last() {
             Some(&k) if self.values[k as usize] == v => k,
-            _ => match self.index.get(v) {
-                Some(&k) => k,
-                None => {
-                    let k = self.values.len() as u32;
-                    self.values.push(v.to_string());
-                    self.index.insert(v.to_string(), k);
-                    k
-                }
-            },
+            _ => self.intern(v),
         };
         self.keys.push(key);
+    }
+
+    fn intern(&mut self, v: &str) -> u32 {
+        match self.index.get(v) {
+            Some(&k) => k,
+            None => {
+                let k = self.values.len() as u32;
+                self.values.push(v.to_string());
+                self.index.insert(v.to_string(), k);
+                k
+            }
+        }
+    }
+
+    fn append(&mut self, other: &Names) {
+        let keys: Vec<u32> = other.values.iter().map(|v| self.intern(v)).collect();
+        self.keys
+            .extend(other.keys.iter().map(|&k| keys[k as usize]));
     }
 
     fn get(&self, row: usize) -> &str {
@@ -260,6 +293,12 @@ impl Text {
     fn push(&mut self, s: &str) {
         self.bytes.push_str(s);
         self.ends.push(self.bytes.len());
+    }
+
+    fn append(&mut self, other: &Text) {
+        let offset = self.bytes.len();
+        self.bytes.push_str(&other.bytes);
+        self.ends.extend(other.ends.iter().map(|e| e + offset));
     }
 
     fn start(&self, row: usize) -> usize {
@@ -383,6 +422,7 @@ mod tests {
                 0..40,
             ),
             max_rows in 1usize..8,
+            split in 0usize..40,
         ) {
             let records: Vec<LogRecord> = lines
                 .into_iter()
@@ -397,8 +437,13 @@ mod tests {
                     ..LogRecord::default()
                 })
                 .collect();
+            // The head as a listener builds it: earlier lines, then a batch appended.
+            let split = split.min(records.len());
             let mut head = LogHead::default();
-            head.extend(&records);
+            head.extend(&records[..split]);
+            let mut batch = LogHead::default();
+            batch.extend(&records[split..]);
+            head.append(&batch);
             let order = head.file_order();
             let back: Vec<LogRecord> = head
                 .batches(&order, max_rows)

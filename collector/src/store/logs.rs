@@ -17,8 +17,8 @@
 use super::block::{batches, BlockError};
 use super::loghead::LogHead;
 use super::tokens::{self, RowGroupFilter};
-use super::wal::{self, Wal, WalError};
-use crate::logs::{Checkpoint, FileId, LogRecord, WalEntry};
+use super::wal::{self, RecordBuf, Wal, WalError};
+use crate::logs::{Checkpoint, FileId, LineRef, LogRecord, WalEntry};
 use arrow_array::types::Int32Type;
 use arrow_array::{Array, RecordBatch, StringArray, TimestampNanosecondArray};
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
@@ -233,14 +233,14 @@ impl LogStore {
             .clone()
     }
 
-    fn observe(&self, records: &[LogRecord]) -> Seen {
+    fn observe<'a>(&self, lines: impl Iterator<Item = LineRef<'a>> + Clone) -> Seen {
         Seen {
             hits: self
                 .log_metrics()
-                .map(|m| m.matches(records))
+                .map(|m| m.matches(lines.clone()))
                 .unwrap_or_default(),
             stats: match self.zmstat_stream() {
-                Some(_) => crate::zmstat::stream::Stream::pick(records),
+                Some(_) => crate::zmstat::stream::Stream::pick(lines),
                 None => Vec::new(),
             },
         }
@@ -323,37 +323,51 @@ impl LogStore {
     /// Appends lines; they are acknowledged (durable) when this returns Ok.
     /// Concurrent appenders share fsyncs.
     pub fn append(&self, records: Vec<LogRecord>) -> Result<(), WalError> {
-        if records.is_empty() {
+        self.append_lines(records.iter().map(LogRecord::as_line), |head| {
+            head.extend(&records)
+        })
+    }
+
+    /// Appends lines gathered column by column (the syslog listeners do):
+    /// no allocation per line on the way to the WAL and the head.
+    pub fn append_batch(&self, batch: &LogHead) -> Result<(), WalError> {
+        self.append_lines(batch.lines(), |head| head.append(batch))
+    }
+
+    fn append_lines<'a>(
+        &self,
+        lines: impl Iterator<Item = LineRef<'a>> + Clone,
+        into_head: impl FnOnce(&mut LogHead),
+    ) -> Result<(), WalError> {
+        let bytes = lines
+            .clone()
+            .map(|l| {
+                64 + [
+                    l.host,
+                    l.app,
+                    l.procid,
+                    l.msgid,
+                    l.message,
+                    l.structured_data,
+                    l.source,
+                ]
+                .iter()
+                .map(|s| s.len())
+                .sum::<usize>()
+            })
+            .sum();
+        let mut encoded = RecordBuf::with_capacity(bytes);
+        for line in lines.clone() {
+            encoded.push(|out| WalEntry::encode_line(&line, out))?;
+        }
+        if encoded.is_empty() {
             return Ok(());
         }
-        // One buffer for the batch: an allocation per line was a tenth of the append.
-        let mut encoded = Vec::with_capacity(
-            records
-                .iter()
-                .map(|r| 96 + r.message.len() + r.host.len() + r.source.len())
-                .sum(),
-        );
-        let mut ends = Vec::with_capacity(records.len());
-        for r in &records {
-            WalEntry::encode_line(r, &mut encoded);
-            ends.push(encoded.len());
-        }
-        let refs: Vec<&[u8]> = ends
-            .iter()
-            .scan(0, |start, &end| {
-                let record = &encoded[*start..end];
-                *start = end;
-                Some(record)
-            })
-            .collect();
-        let mut seen = self.observe(&records);
+        let mut seen = self.observe(lines);
         let gate = self.gate.read().unwrap_or_else(|p| p.into_inner());
-        self.wal.append(&refs)?;
+        self.wal.append_buf(&encoded)?;
         self.count(&mut seen);
-        self.head
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend(&records);
+        into_head(&mut self.head.write().unwrap_or_else(|p| p.into_inner()));
         drop(gate);
         self.deliver_stats(seen);
         Ok(())
@@ -369,7 +383,7 @@ impl LogStore {
         let mut b =
             Vec::with_capacity(64 + records.iter().map(|r| 96 + r.message.len()).sum::<usize>());
         WalEntry::encode_tailed(&checkpoint, &records, &mut b);
-        let mut seen = self.observe(&records);
+        let mut seen = self.observe(records.iter().map(LogRecord::as_line));
         let gate = self.gate.read().unwrap_or_else(|p| p.into_inner());
         self.wal.append(&[&b])?;
         self.count(&mut seen);

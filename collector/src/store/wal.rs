@@ -45,6 +45,37 @@ struct SyncState {
     syncing: bool,
 }
 
+/// Records framed for the WAL, encoded in place: a batch of lines costs
+/// one buffer, not one per line.
+#[derive(Debug, Default)]
+pub struct RecordBuf(Vec<u8>);
+
+impl RecordBuf {
+    pub fn with_capacity(bytes: usize) -> RecordBuf {
+        RecordBuf(Vec::with_capacity(bytes))
+    }
+
+    /// Adds one record, written by `encode`.
+    pub fn push(&mut self, encode: impl FnOnce(&mut Vec<u8>)) -> Result<(), WalError> {
+        let at = self.0.len();
+        self.0.extend_from_slice(&[0; HEADER]);
+        encode(&mut self.0);
+        let len = self.0.len() - at - HEADER;
+        if len > MAX_RECORD {
+            self.0.truncate(at);
+            return Err(WalError::TooLarge(len));
+        }
+        let crc = crc32fast::hash(&self.0[at + HEADER..]);
+        self.0[at..at + 4].copy_from_slice(&(len as u32).to_le_bytes());
+        self.0[at + 4..at + HEADER].copy_from_slice(&crc.to_le_bytes());
+        Ok(())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 pub struct Wal {
     dir: PathBuf,
     segment_size: u64,
@@ -175,22 +206,23 @@ impl Wal {
 
     /// Appends the records and returns once they are on disk.
     pub fn append(&self, records: &[&[u8]]) -> Result<(), WalError> {
-        let mut buf = Vec::with_capacity(records.iter().map(|r| r.len() + HEADER).sum());
+        let mut buf = RecordBuf::with_capacity(records.iter().map(|r| r.len() + HEADER).sum());
         for r in records {
-            if r.len() > MAX_RECORD {
-                return Err(WalError::TooLarge(r.len()));
-            }
-            buf.extend_from_slice(&(r.len() as u32).to_le_bytes());
-            buf.extend_from_slice(&crc32fast::hash(r).to_le_bytes());
-            buf.extend_from_slice(r);
+            buf.push(|out| out.extend_from_slice(r))?;
         }
+        self.append_buf(&buf)
+    }
+
+    /// Appends the records framed in `buf` and returns once they are on disk.
+    pub fn append_buf(&self, buf: &RecordBuf) -> Result<(), WalError> {
+        let buf = &buf.0;
         let end = {
             let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
             if w.segment_len > 0 && w.segment_len + buf.len() as u64 > self.segment_size {
                 self.rotate(&mut w)?;
             }
             let path = segment_path(&self.dir, w.segment);
-            w.file.write_all(&buf).map_err(io_err(&path))?;
+            w.file.write_all(buf).map_err(io_err(&path))?;
             w.segment_len += buf.len() as u64;
             w.written += buf.len() as u64;
             w.written

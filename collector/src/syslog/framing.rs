@@ -21,6 +21,10 @@ pub struct Frame {
     pub truncated: bool,
 }
 
+/// What one framing step found: the frame (its range in the rest of the
+/// buffer, and whether it was truncated), if any, and the bytes it used.
+type Step = (Option<(std::ops::Range<usize>, bool)>, usize);
+
 #[derive(Debug)]
 pub struct Framer {
     max: usize,
@@ -45,6 +49,18 @@ impl Framer {
     /// trailing unterminated line is a frame too.
     pub fn decode(&mut self, buf: &mut Vec<u8>, eof: bool) -> Vec<Frame> {
         let mut frames = Vec::new();
+        self.decode_each(buf, eof, |data, truncated| {
+            frames.push(Frame {
+                data: data.to_vec(),
+                truncated,
+            })
+        });
+        frames
+    }
+
+    /// As `decode`, but hands each frame to `f` as a slice of `buf` (and
+    /// whether it was truncated): no copy per frame.
+    pub fn decode_each(&mut self, buf: &mut Vec<u8>, eof: bool, mut f: impl FnMut(&[u8], bool)) {
         let mut pos = 0;
         loop {
             let rest = &buf[pos..];
@@ -102,62 +118,36 @@ impl Framer {
             };
             match step {
                 Some((frame, used)) => {
-                    frames.extend(frame);
+                    if let Some((range, truncated)) = frame {
+                        f(&rest[range], truncated);
+                    }
                     pos += used;
                 }
                 None => break,
             }
         }
         buf.drain(..pos);
-        frames
     }
 
     /// An octet-counted frame of `len` bytes after a `header`-byte prefix.
-    fn octet_frame(
-        &mut self,
-        rest: &[u8],
-        len: usize,
-        header: usize,
-    ) -> Option<(Option<Frame>, usize)> {
+    fn octet_frame(&mut self, rest: &[u8], len: usize, header: usize) -> Option<Step> {
         let keep = len.min(self.max);
         if rest.len() < header + keep {
             return None;
         }
-        let frame = Frame {
-            data: rest[header..header + keep].to_vec(),
-            truncated: len > keep,
-        };
         self.skip = len - keep;
-        Some((Some(frame), header + keep))
+        Some((Some((header..header + keep, len > keep)), header + keep))
     }
 
     /// A newline-terminated frame (without its LF).
-    fn line_frame(&mut self, rest: &[u8], eof: bool) -> Option<(Option<Frame>, usize)> {
+    fn line_frame(&mut self, rest: &[u8], eof: bool) -> Option<Step> {
         match memchr::memchr(b'\n', &rest[..rest.len().min(self.max + 1)]) {
-            Some(i) => Some((
-                Some(Frame {
-                    data: rest[..i].to_vec(),
-                    truncated: false,
-                }),
-                i + 1,
-            )),
+            Some(i) => Some((Some((0..i, false)), i + 1)),
             None if rest.len() > self.max => {
                 self.skip_line = true;
-                Some((
-                    Some(Frame {
-                        data: rest[..self.max].to_vec(),
-                        truncated: true,
-                    }),
-                    self.max,
-                ))
+                Some((Some((0..self.max, true)), self.max))
             }
-            None if eof => Some((
-                Some(Frame {
-                    data: rest.to_vec(),
-                    truncated: false,
-                }),
-                rest.len(),
-            )),
+            None if eof => Some((Some((0..rest.len(), false)), rest.len())),
             None => None,
         }
     }

@@ -5,10 +5,11 @@
 //! cannot wait: a datagram that finds the queue full is dropped and counted.
 
 use super::framing::Framer;
-use super::parse::{parse, Parsed};
+use super::parse::{parse, parse_with, Parsed};
 use super::stats::{ListenerCounts, SyslogStats};
 use crate::config::{SyslogConfig, SyslogListener, SyslogProtocol};
 use crate::logs::LogRecord;
+use crate::store::loghead::LogHead;
 use crate::store::logs::LogStore;
 use crate::store::wal::WalError;
 use std::net::SocketAddr;
@@ -253,29 +254,25 @@ async fn serve_stream<S: AsyncRead + Unpin>(
         buf.extend_from_slice(&chunk[..n]);
         let received = now_ns();
         let mut counts = ListenerCounts::default();
-        let records: Vec<LogRecord> = framer
-            .decode(&mut buf, eof)
-            .into_iter()
-            .map(|frame| {
-                let (record, how) = parse(&frame.data, &peer_url, received, tz);
-                counts.messages += 1;
-                counts.bytes += frame.data.len() as u64;
-                counts.fallbacks += u64::from(how == Parsed::Fallback);
-                counts.truncated += u64::from(frame.truncated);
-                record
-            })
-            .collect();
+        let mut batch = LogHead::default();
+        framer.decode_each(&mut buf, eof, |frame, truncated| {
+            let how = parse_with(frame, &peer_url, received, tz, |line| batch.push_line(line));
+            counts.messages += 1;
+            counts.bytes += frame.len() as u64;
+            counts.fallbacks += u64::from(how == Parsed::Fallback);
+            counts.truncated += u64::from(truncated);
+        });
         if counts.messages > 0 {
             stats.received_many(listener, peer.ip(), &counts);
         }
         if let Some((append, n)) = in_flight.take() {
             wait_durable(append, n, stats, listener).await?;
         }
-        if !records.is_empty() {
+        if !batch.is_empty() {
             let store = store.clone();
-            let n = records.len();
+            let n = batch.len();
             in_flight = Some((
-                tokio::task::spawn_blocking(move || store.append(records)),
+                tokio::task::spawn_blocking(move || store.append_batch(&batch)),
                 n,
             ));
         }

@@ -3,7 +3,8 @@
 //! parser with an explicit zone for zone-less timestamps. What does not
 //! parse is kept whole as a raw message with the peer as host: never dropped.
 
-use crate::logs::LogRecord;
+use super::fast3164;
+use crate::logs::{LineRef, LogRecord};
 use chrono::{DateTime, Datelike, FixedOffset, TimeZone, Utc};
 use syslog_loose::{Message, ProcId, Protocol, Variant};
 
@@ -19,12 +20,68 @@ pub enum Parsed {
 /// Parses `raw` received from `peer` (`udp://10.0.0.1:514`) at `received_ns`;
 /// `tz` is the zone of timestamps that carry none (RFC 3164).
 pub fn parse(raw: &[u8], peer: &str, received_ns: i64, tz: chrono_tz::Tz) -> (LogRecord, Parsed) {
+    let mut record = LogRecord::default();
+    let how = parse_with(raw, peer, received_ns, tz, |line| record = line.to_record());
+    (record, how)
+}
+
+/// As `parse`, but hands the line to `f` with its fields borrowed from
+/// `raw`: the listeners copy them once, straight into a column batch.
+pub fn parse_with(
+    raw: &[u8],
+    peer: &str,
+    received_ns: i64,
+    tz: chrono_tz::Tz,
+    f: impl FnOnce(&LineRef),
+) -> Parsed {
     // Valid UTF-8 (nearly every line) is checked fastest by from_utf8.
     let text = match std::str::from_utf8(raw) {
         Ok(t) => std::borrow::Cow::Borrowed(t),
         Err(_) => String::from_utf8_lossy(raw),
     };
     let text = text.trim_end_matches(['\n', '\r', '\0']);
+    let received = DateTime::<Utc>::from_timestamp_nanos(received_ns);
+    if let Some(line) = fast3164::read(text) {
+        if let Some(timestamp_ns) = zone_less_time(line.date, received, tz) {
+            f(&LineRef {
+                timestamp_ns,
+                received_ns,
+                host: line.host,
+                app: line.app,
+                procid: line.procid,
+                facility: Some(line.pri >> 3),
+                severity: Some(line.pri & 7),
+                message: line.message.trim_start_matches('\u{feff}'),
+                source: peer,
+                ..LineRef::default()
+            });
+            return Parsed::Rfc3164;
+        }
+    }
+    general(text, peer, received_ns, tz, f)
+}
+
+/// A year-less local time as syslog_loose reads it: the year by
+/// `resolve_year`, the earliest instant when the zone makes it ambiguous.
+fn zone_less_time(
+    (month, day, hour, min, sec): syslog_loose::IncompleteDate,
+    received: DateTime<Utc>,
+    tz: chrono_tz::Tz,
+) -> Option<i64> {
+    let year = resolve_year(received, tz, month, day, hour, min, sec);
+    tz.with_ymd_and_hms(year, month, day, hour, min, sec)
+        .earliest()?
+        .timestamp_nanos_opt()
+}
+
+/// Any message, through syslog_loose.
+fn general(
+    text: &str,
+    peer: &str,
+    received_ns: i64,
+    tz: chrono_tz::Tz,
+    f: impl FnOnce(&LineRef),
+) -> Parsed {
     let received = DateTime::<Utc>::from_timestamp_nanos(received_ns);
     let year = |(month, day, hour, min, sec): syslog_loose::IncompleteDate| {
         resolve_year(received, tz, month, day, hour, min, sec)
@@ -35,9 +92,13 @@ pub fn parse(raw: &[u8], peer: &str, received_ns: i64, tz: chrono_tz::Tz) -> (Lo
                 Protocol::RFC5424(_) => Parsed::Rfc5424,
                 Protocol::RFC3164 => Parsed::Rfc3164,
             };
-            (from_message(m, peer, received_ns), kind)
+            from_message(m, peer, received_ns, f);
+            kind
         }
-        _ => (fallback(text, peer, received_ns), Parsed::Fallback),
+        _ => {
+            fallback(text, peer, received_ns, f);
+            Parsed::Fallback
+        }
     }
 }
 
@@ -63,7 +124,7 @@ fn resolve_year(
     }
 }
 
-fn from_message(m: Message<&str>, peer: &str, received_ns: i64) -> LogRecord {
+fn from_message(m: Message<&str>, peer: &str, received_ns: i64, f: impl FnOnce(&LineRef)) {
     let timestamp_ns = m
         .timestamp
         .and_then(|t: DateTime<FixedOffset>| t.timestamp_nanos_opt())
@@ -85,39 +146,48 @@ fn from_message(m: Message<&str>, peer: &str, received_ns: i64) -> LogRecord {
             .collect();
         serde_json::Value::Object(map).to_string()
     };
-    LogRecord {
+    let peer_host_name;
+    let host = match m.hostname {
+        Some(h) => h,
+        None => {
+            peer_host_name = peer_host(peer);
+            &peer_host_name
+        }
+    };
+    let mut pid = itoa::Buffer::new();
+    f(&LineRef {
         timestamp_ns,
         received_ns,
-        host: m.hostname.map_or_else(|| peer_host(peer), str::to_string),
-        app: m.appname.unwrap_or_default().to_string(),
+        host,
+        app: m.appname.unwrap_or_default(),
         procid: match m.procid {
-            Some(ProcId::PID(p)) => p.to_string(),
-            Some(ProcId::Name(n)) => n.to_string(),
-            None => String::new(),
+            Some(ProcId::PID(p)) => pid.format(p),
+            Some(ProcId::Name(n)) => n,
+            None => "",
         },
-        msgid: m.msgid.unwrap_or_default().to_string(),
+        msgid: m.msgid.unwrap_or_default(),
         facility: m.facility.map(|f| f as u8),
         severity: m.severity.map(|s| s as u8),
-        message: m.msg.trim_start_matches('\u{feff}').to_string(),
-        structured_data,
-        source: peer.to_string(),
-    }
+        message: m.msg.trim_start_matches('\u{feff}'),
+        structured_data: &structured_data,
+        source: peer,
+    });
 }
 
 /// No recognisable header: keep a leading `<PRI>` if there is one, and the
 /// rest verbatim, with the peer as host and the receive time.
-fn fallback(text: &str, peer: &str, received_ns: i64) -> LogRecord {
+fn fallback(text: &str, peer: &str, received_ns: i64, f: impl FnOnce(&LineRef)) {
     let (pri, rest) = split_pri(text);
-    LogRecord {
+    f(&LineRef {
         timestamp_ns: received_ns,
         received_ns,
-        host: peer_host(peer),
+        host: &peer_host(peer),
         facility: pri.map(|p| p >> 3),
         severity: pri.map(|p| p & 7),
-        message: rest.to_string(),
-        source: peer.to_string(),
-        ..LogRecord::default()
-    }
+        message: rest,
+        source: peer,
+        ..LineRef::default()
+    });
 }
 
 /// `<PRI>` at the start (0–191, 1–3 digits) and what follows it.
@@ -150,6 +220,7 @@ fn peer_host(peer: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::strategy::Strategy;
 
     const PEER: &str = "tcp://10.1.2.3:40000";
     // 2026-11-23T12:00:00Z
@@ -225,6 +296,63 @@ mod tests {
         let (r, _) = parse(&[0xff, 0xfe, b'a'], "udp://[::1]:5", NOW, chrono_tz::UTC);
         assert_eq!(r.host, "::1");
         assert!(r.message.ends_with('a'));
+    }
+
+    fn general_record(raw: &str, now: i64, tz: chrono_tz::Tz) -> (LogRecord, Parsed) {
+        let mut record = LogRecord::default();
+        let text = raw.trim_end_matches(['\n', '\r', '\0']);
+        let how = general(text, PEER, now, tz, |l| record = l.to_record());
+        (record, how)
+    }
+
+    /// Mostly a usual value, sometimes an edge case, now and then noise.
+    fn piece(
+        usual: &'static [&'static str],
+        edge: &'static [&'static str],
+    ) -> impl Strategy<Value = String> {
+        proptest::prop_oneof![
+            8 => proptest::sample::select(usual).prop_map(str::to_string),
+            2 => proptest::sample::select(edge).prop_map(str::to_string),
+            1 => proptest::string::string_regex("[ -~\\t\u{a0}é]{0,4}").unwrap(),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
+        /// The byte reader of common lines reads exactly what syslog_loose
+        /// reads, on lines built near (and across) the edge of what it accepts.
+        #[test]
+        fn fast_reader_agrees_with_syslog_loose(
+            pri in piece(&["<22>", "<0>", "<191>", "<022>"], &["<192>", "<0022>", "<>", "22>", "< 22>"]),
+            month in piece(&["Dec", "Nov", "Feb", "Mar"], &["dec", "DEC", "Xyz", "De"]),
+            day in piece(&[" 2 ", "  2 ", " 12 ", " 28 ", " 02 "], &[" 30 ", " 31 ", " 123 ", "2 ", "   2 ", " 2  "]),
+            time in piece(&["02:00:00", "23:59:59", "02:30:00"], &["2:00:00", "24:00:00", "12:60:00", "02:30:00:", "02:30:00 ", "02:30"]),
+            host in piece(&[" mta2", " ::1", " host[1]", " [x]"], &[" -", " h:", "  h", " é", " h\u{a0}x", " :"]),
+            tag in piece(&[" postfix/smtpd[37869]", " app", " app[0]", " a-b.c[12]"], &[" app[012]", " app[]", " [1]", " a[1]x", " -", " app[x]", " a]b", " a[[1]", " a[+1]", " a[1234567890]"]),
+            sep in piece(&[": ", ":", ":\t "], &[" : ", " ", ": [", ": -", ":  - x", ": [a b=\"c\"] m"]),
+            msg in piece(&["connect from x[1.2.3.4]", "", "a\tb", "é x"], &["\u{feff}bom", "trailing  ", "x\u{a0}", "-", "[x]"]),
+            now in proptest::sample::select(&[NOW, 1_798_761_630_000_000_000, 1_774_738_800_000_000_000][..]),
+            tz in proptest::sample::select(&[chrono_tz::UTC, chrono_tz::Europe::Rome, chrono_tz::America::New_York][..]),
+        ) {
+            let line = format!("{pri}{month}{day}{time}{host}{tag}{sep}{msg}");
+            let text = line.trim_end_matches(['\n', '\r', '\0']);
+            if fast3164::read(text).is_some() {
+                let fast = parse(line.as_bytes(), PEER, now, tz);
+                proptest::prop_assert_eq!(fast, general_record(&line, now, tz), "{:?}", line);
+            }
+        }
+    }
+
+    #[test]
+    fn fast_reader_takes_the_mail_corpus_lines() {
+        for line in [
+            "<22>Dec  2 02:00:00 mta2 postfix/smtpd[37869]: connect from mbox3.example.com[10.0.1.12]",
+            "<166>Dec  2 02:00:00 ldap1 slapd[51929]: conn=1001 fd=47 ACCEPT from IP=10.0.1.11:34874 (IP=0.0.0.0:389)",
+            "<86>Dec 12 02:00:01 mta1 CROND[5]: (root) CMD (/opt/zextras/libexec/zmstatuslog)",
+        ] {
+            assert!(fast3164::read(line).is_some(), "{line}");
+            assert_eq!(p(line), general_record(line, NOW, chrono_tz::UTC));
+        }
     }
 
     #[test]

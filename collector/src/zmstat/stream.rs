@@ -12,7 +12,7 @@
 
 use super::layout::Header;
 use super::{read_row, series_labels, split_cells};
-use crate::logs::LogRecord;
+use crate::logs::LineRef;
 use crate::relabel::Labels;
 use crate::store::Store;
 use std::collections::HashSet;
@@ -63,14 +63,14 @@ impl Stream {
     }
 
     /// The lines of `records` the stream reads: ident `zimbramon`.
-    pub fn pick(records: &[LogRecord]) -> Vec<StatLine> {
-        records
-            .iter()
+    pub fn pick<'a>(lines: impl IntoIterator<Item = LineRef<'a>>) -> Vec<StatLine> {
+        lines
+            .into_iter()
             .filter(|r| r.app == "zimbramon")
             .map(|r| StatLine {
-                host: r.host.clone(),
+                host: r.host.to_string(),
                 timestamp_ns: r.timestamp_ns,
-                message: r.message.clone(),
+                message: r.message.to_string(),
             })
             .collect()
     }
