@@ -86,6 +86,34 @@ impl LogHead {
         self.structured_data.append(&other.structured_data);
     }
 
+    /// Empties the head, keeping its buffers.
+    pub fn clear(&mut self) {
+        self.timestamp.clear();
+        self.received.clear();
+        self.facility.clear();
+        self.severity.clear();
+        for names in [
+            &mut self.host,
+            &mut self.app,
+            &mut self.procid,
+            &mut self.msgid,
+            &mut self.source,
+        ] {
+            names.keys.clear();
+            names.values.clear();
+            names.index.clear();
+        }
+        for text in [&mut self.message, &mut self.structured_data] {
+            text.bytes.clear();
+            text.ends.clear();
+        }
+    }
+
+    /// Bytes the text buffers hold room for.
+    pub fn text_capacity(&self) -> usize {
+        self.message.bytes.capacity() + self.structured_data.bytes.capacity()
+    }
+
     /// Row `i`, its fields borrowed from the head.
     pub fn line(&self, i: usize) -> LineRef<'_> {
         let opt = |v: u8| (v != NONE).then_some(v);
@@ -474,5 +502,24 @@ mod tests {
         a.append(&b);
         assert_eq!(a.len(), 2);
         assert_eq!(a.record(1), line(2, "g", "y", "second"));
+    }
+
+    #[test]
+    fn a_cleared_head_holds_only_what_comes_after() {
+        let mut head = LogHead::default();
+        head.push(&line(1, "h", "x", "before"));
+        head.push(&line(2, "g", "y", "before too"));
+        let room = head.text_capacity();
+        head.clear();
+        assert!(head.is_empty());
+        assert_eq!(head.text_capacity(), room);
+        head.push(&line(3, "g", "z", "after"));
+        let back: Vec<LogRecord> = head
+            .batches(&head.file_order(), 10)
+            .unwrap()
+            .iter()
+            .flat_map(super::super::logs::from_batch)
+            .collect();
+        assert_eq!(back, vec![line(3, "g", "z", "after")]);
     }
 }
