@@ -246,15 +246,16 @@ async fn serve_stream<S: AsyncRead + Unpin>(
     let peer_url = format!("{scheme}://{peer}");
     let mut framer = Framer::new(max);
     let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
-    let mut chunk = vec![0u8; READ_CHUNK];
-    let mut in_flight: Option<(tokio::task::JoinHandle<Result<(), WalError>>, usize)> = None;
+    // Two batches take turns: one is filled while the other is appended.
+    let mut spare = LogHead::default();
+    let mut in_flight: Option<(Appending, usize)> = None;
     loop {
-        let n = stream.read(&mut chunk).await.map_err(|e| e.to_string())?;
+        buf.reserve(READ_CHUNK);
+        let n = stream.read_buf(&mut buf).await.map_err(|e| e.to_string())?;
         let eof = n == 0;
-        buf.extend_from_slice(&chunk[..n]);
         let received = now_ns();
         let mut counts = ListenerCounts::default();
-        let mut batch = LogHead::default();
+        let mut batch = std::mem::take(&mut spare);
         framer.decode_each(&mut buf, eof, |frame, truncated| {
             let how = parse_with(frame, &peer_url, received, tz, |line| batch.push_line(line));
             counts.messages += 1;
@@ -266,13 +267,17 @@ async fn serve_stream<S: AsyncRead + Unpin>(
             stats.received_many(listener, peer.ip(), &counts);
         }
         if let Some((append, n)) = in_flight.take() {
-            wait_durable(append, n, stats, listener).await?;
+            spare = wait_durable(append, n, stats, listener).await?;
         }
         if !batch.is_empty() {
             let store = store.clone();
             let n = batch.len();
             in_flight = Some((
-                tokio::task::spawn_blocking(move || store.append_batch(&batch)),
+                tokio::task::spawn_blocking(move || {
+                    let result = store.append_batch(&batch);
+                    batch.clear();
+                    (result, batch)
+                }),
                 n,
             ));
         }
@@ -285,15 +290,18 @@ async fn serve_stream<S: AsyncRead + Unpin>(
     }
 }
 
+/// A batch being appended; it comes back emptied, for reuse.
+type Appending = tokio::task::JoinHandle<(Result<(), WalError>, LogHead)>;
+
 async fn wait_durable(
-    append: tokio::task::JoinHandle<Result<(), WalError>>,
+    append: Appending,
     n: usize,
     stats: &SyslogStats,
     listener: &str,
-) -> Result<(), String> {
+) -> Result<LogHead, String> {
     match append.await.map_err(|e| e.to_string())? {
-        Ok(()) => Ok(()),
-        Err(e) => {
+        (Ok(()), batch) => Ok(batch),
+        (Err(e), _) => {
             stats.write_failed(listener, n);
             Err(format!(
                 "WAL write failed, closing so the sender retries: {e}"

@@ -63,15 +63,32 @@ pub fn parse_with(
 
 /// A year-less local time as syslog_loose reads it: the year by
 /// `resolve_year`, the earliest instant when the zone makes it ambiguous.
+/// Lines of one read share a receive time and mostly their second, so the
+/// last answer is kept: zone lookups were a tenth of parsing.
 fn zone_less_time(
-    (month, day, hour, min, sec): syslog_loose::IncompleteDate,
+    date: syslog_loose::IncompleteDate,
     received: DateTime<Utc>,
     tz: chrono_tz::Tz,
 ) -> Option<i64> {
+    type Question = (syslog_loose::IncompleteDate, DateTime<Utc>, chrono_tz::Tz);
+    thread_local! {
+        static LAST: std::cell::Cell<Option<(Question, Option<i64>)>> =
+            const { std::cell::Cell::new(None) };
+    }
+    let question = (date, received, tz);
+    if let Some((asked, answer)) = LAST.get() {
+        if asked == question {
+            return answer;
+        }
+    }
+    let (month, day, hour, min, sec) = date;
     let year = resolve_year(received, tz, month, day, hour, min, sec);
-    tz.with_ymd_and_hms(year, month, day, hour, min, sec)
-        .earliest()?
-        .timestamp_nanos_opt()
+    let answer = tz
+        .with_ymd_and_hms(year, month, day, hour, min, sec)
+        .earliest()
+        .and_then(|t| t.timestamp_nanos_opt());
+    LAST.set(Some((question, answer)));
+    answer
 }
 
 /// Any message, through syslog_loose.
