@@ -16,7 +16,7 @@ fn main() -> std::process::ExitCode {
     // would otherwise dominate their resident memory. Buffers up to 64 MiB
     // come from the heap and freed memory is kept up to 256 MiB: a log
     // flush allocates and frees megabytes per row group, and mapping them
-    // fresh each time cost a tenth of ingest in page faults (`bench logs`).
+    // fresh each time cost a tenth of ingest in page faults (profiled).
     // SAFETY: mallopt only tunes the allocator; called before any thread starts.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);

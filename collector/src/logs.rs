@@ -121,13 +121,13 @@ impl LineRef<'_> {
         }
     }
 
-    /// The WAL encoding of a line (`LogRecord::decode` reads it back).
-    pub fn encode(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.timestamp_ns.to_le_bytes());
-        out.extend_from_slice(&self.received_ns.to_le_bytes());
-        out.push(self.facility.unwrap_or(NONE));
-        out.push(self.severity.unwrap_or(NONE));
-        for s in [
+    /// Bytes of its text fields.
+    pub fn text_len(&self) -> usize {
+        self.fields().iter().map(|s| s.len()).sum()
+    }
+
+    fn fields(&self) -> [&str; 7] {
+        [
             self.host,
             self.app,
             self.procid,
@@ -135,7 +135,16 @@ impl LineRef<'_> {
             self.message,
             self.structured_data,
             self.source,
-        ] {
+        ]
+    }
+
+    /// The WAL encoding of a line (`LogRecord::decode` reads it back).
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.timestamp_ns.to_le_bytes());
+        out.extend_from_slice(&self.received_ns.to_le_bytes());
+        out.push(self.facility.unwrap_or(NONE));
+        out.push(self.severity.unwrap_or(NONE));
+        for s in self.fields() {
             out.extend_from_slice(&(s.len() as u32).to_le_bytes());
             out.extend_from_slice(s.as_bytes());
         }

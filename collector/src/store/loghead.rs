@@ -98,14 +98,26 @@ impl LogHead {
             &mut self.msgid,
             &mut self.source,
         ] {
-            names.keys.clear();
-            names.values.clear();
-            names.index.clear();
+            names.clear();
         }
-        for text in [&mut self.message, &mut self.structured_data] {
-            text.bytes.clear();
-            text.ends.clear();
-        }
+        self.message.clear();
+        self.structured_data.clear();
+    }
+
+    /// Bytes of the text fields of every row.
+    pub fn text_len(&self) -> usize {
+        [
+            &self.host,
+            &self.app,
+            &self.procid,
+            &self.msgid,
+            &self.source,
+        ]
+        .iter()
+        .map(|n| n.text_len())
+        .sum::<usize>()
+            + self.message.bytes.len()
+            + self.structured_data.bytes.len()
     }
 
     /// Bytes the text buffers hold room for.
@@ -282,6 +294,19 @@ impl Names {
         k
     }
 
+    fn clear(&mut self) {
+        self.keys.clear();
+        self.values.clear();
+        self.index.clear();
+    }
+
+    fn text_len(&self) -> usize {
+        self.keys
+            .iter()
+            .map(|&k| self.values[k as usize].len())
+            .sum()
+    }
+
     fn append(&mut self, other: &Names) {
         let keys: Vec<u32> = other.values.iter().map(|v| self.intern(v)).collect();
         self.keys
@@ -339,6 +364,11 @@ impl Text {
     fn push(&mut self, s: &str) {
         self.bytes.push_str(s);
         self.ends.push(self.bytes.len());
+    }
+
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.ends.clear();
     }
 
     fn append(&mut self, other: &Text) {
@@ -528,6 +558,7 @@ mod tests {
         a.append(&b);
         assert_eq!(a.len(), 2);
         assert_eq!(a.record(1), line(2, "g", "y", "second"));
+        assert_eq!(a.text_len(), a.lines().map(|l| l.text_len()).sum::<usize>());
     }
 
     #[test]

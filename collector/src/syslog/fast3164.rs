@@ -3,7 +3,8 @@
 //! `syslog_loose`'s general parser, which took most of a listener's time.
 //! Anything else, or anything this reader is unsure of, gives `None` and
 //! goes to `syslog_loose`: the result must be the same either way, and the
-//! test `agrees_with_syslog_loose` checks that on generated lines.
+//! test `parse::tests::fast_reader_agrees_with_syslog_loose` checks that on
+//! generated lines.
 
 /// The fields of a line this reader accepted, borrowed from it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
