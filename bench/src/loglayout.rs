@@ -259,8 +259,8 @@ pub fn run(corpus: &Path, max_lines: usize) -> Result<()> {
             let path = dir.path().join(format!("{hour}.parquet"));
             let file = std::fs::File::create(&path)?;
             let mut w = ArrowWriter::try_new(file, schema(), Some(props.clone()))?;
-            for batch in head.batches(&order, usize::MAX)? {
-                w.write(&batch)?;
+            for batch in head.batches(&order, usize::MAX) {
+                w.write(&batch?)?;
             }
             w.close()?;
             bytes += std::fs::metadata(&path)?.len();

@@ -49,8 +49,12 @@ fn wal_bytes(lines: usize, text: usize) -> usize {
     text + lines * (wal::HEADER + 1 + 16 + 2 + 7 * 4)
 }
 
-/// Largest text buffers a flushed head may keep for reuse.
-const SPARE_TEXT_BYTES: usize = 256 << 20;
+/// Room a flushed head keeps for the next: a head grows past the flush
+/// threshold while a flush runs (to 3 M lines in `bench logs`), and buffers
+/// refilled rather than allocated again cost no page faults; a backlog's
+/// larger buffers are cut down to this.
+const SPARE_LINES: usize = 4 << 20;
+const SPARE_TEXT_BYTES: usize = 512 << 20;
 /// Columns written without min/max statistics.
 const UNPRUNED_COLUMNS: [&str; 7] = [
     "procid",
@@ -118,7 +122,7 @@ fn token_filter(batch: &RecordBatch) -> RowGroupFilter {
 /// key-value metadata; fsynced.
 fn write_hour_file(
     path: &Path,
-    batches: &[RecordBatch],
+    batches: impl Iterator<Item = Result<RecordBatch, arrow_schema::ArrowError>>,
     props: WriterProperties,
 ) -> Result<usize, LogStoreError> {
     let pq = |e: parquet::errors::ParquetError| LogStoreError::Io {
@@ -130,6 +134,10 @@ fn write_hour_file(
     let mut filters = Vec::new();
     let mut rows = 0;
     for batch in batches {
+        let batch = batch.map_err(|e| LogStoreError::Io {
+            path: path.to_path_buf(),
+            msg: e.to_string(),
+        })?;
         let mut start = 0;
         while start < batch.num_rows() {
             let group = batch.slice(start, ROW_GROUP_ROWS.min(batch.num_rows() - start));
@@ -319,7 +327,8 @@ impl LogStore {
         Ok((
             LogStore {
                 dir: dir.to_path_buf(),
-                wal,
+                // Nothing follows the log WAL; it is read again only on start.
+                wal: wal.uncached(),
                 head: RwLock::new(head),
                 flushing: RwLock::new(Flushing::default()),
                 spare: std::sync::Mutex::new(LogHead::default()),
@@ -489,28 +498,19 @@ impl LogStore {
         Ok(Some(meta))
     }
 
-    /// Keeps a flushed head's buffers for the next head, unless they are far
-    /// larger than a usual head (a backlog's), which would pin that memory.
+    /// Keeps a flushed head's buffers for the next head.
     fn recycle(&self, mut spent: LogHead) {
-        if spent.text_capacity() <= SPARE_TEXT_BYTES {
-            spent.clear();
-            *self.spare.lock().unwrap_or_else(|p| p.into_inner()) = spent;
-        }
+        spent.clear_within(SPARE_LINES, SPARE_TEXT_BYTES);
+        *self.spare.lock().unwrap_or_else(|p| p.into_inner()) = spent;
     }
 
     /// Writes head lines into a new part: one file per hour of event time.
     fn publish(&self, head: &LogHead, wal_before: u64) -> Result<PartMeta, LogStoreError> {
         let order = head.file_order();
-        let mut hours = Vec::new();
-        for rows in order.chunk_by(|a, b| head.hour_of(*a) == head.hour_of(*b)) {
-            let batches = head
-                .batches(rows, ROW_GROUP_ROWS)
-                .map_err(|e| LogStoreError::Io {
-                    path: self.dir.clone(),
-                    msg: e.to_string(),
-                })?;
-            hours.push(HourSource::Rows(batches));
-        }
+        let hours = order
+            .chunk_by(|a, b| head.hour_of(*a) == head.hour_of(*b))
+            .map(|rows| HourSource::Head { head, rows })
+            .collect();
         self.write_part(hours, wal_before, Vec::new())
     }
 
@@ -519,7 +519,7 @@ impl LogStore {
     /// into place.
     fn write_part(
         &self,
-        hours: Vec<HourSource>,
+        hours: Vec<HourSource<'_>>,
         wal_before: u64,
         replaces: Vec<String>,
     ) -> Result<PartMeta, LogStoreError> {
@@ -573,7 +573,12 @@ impl LogStore {
             let file = format!("{hour:020}.parquet");
             let path = tmp.join(&file);
             let rows = match source {
-                HourSource::Rows(batches) => write_hour_file(&path, &batches, props.clone())?,
+                HourSource::Rows(batches) => {
+                    write_hour_file(&path, batches.into_iter().map(Ok), props.clone())?
+                }
+                HourSource::Head { head, rows } => {
+                    write_hour_file(&path, head.batches(rows, ROW_GROUP_ROWS), props.clone())?
+                }
                 HourSource::Files(inputs) => {
                     let paths: Vec<&Path> = inputs.iter().map(|(p, _)| p.as_path()).collect();
                     super::concat::concat(&paths, &path).map_err(|e| LogStoreError::Io {
@@ -887,14 +892,12 @@ fn view_in(
     let mut batches = Vec::new();
     for lines in in_flight.into_iter().chain([head]) {
         let rows = lines.rows_between(start_ns, end_ns);
-        batches.extend(
-            lines
-                .batches(&rows, ROW_GROUP_ROWS)
-                .map_err(|e| LogStoreError::Io {
-                    path: dir.to_path_buf(),
-                    msg: e.to_string(),
-                })?,
-        );
+        for batch in lines.batches(&rows, ROW_GROUP_ROWS) {
+            batches.push(batch.map_err(|e| LogStoreError::Io {
+                path: dir.to_path_buf(),
+                msg: e.to_string(),
+            })?);
+        }
     }
     let head = batches;
     Ok(LogView {
@@ -986,18 +989,20 @@ impl LogSnapshot {
     }
 }
 
-/// Rows of `b` whose timestamp lies in [start, end]; None if none do.
 /// What one hour file of a new part is made from.
-enum HourSource {
+enum HourSource<'a> {
     /// Rows sorted by app, host, then time.
     Rows(Vec<RecordBatch>),
+    /// Head rows, in file order.
+    Head { head: &'a LogHead, rows: &'a [u32] },
     /// Existing files, in time order, each with its (min, max) time.
     Files(Vec<(PathBuf, (i64, i64))>),
 }
 
-impl HourSource {
+impl HourSource<'_> {
     fn time_range(&self) -> Option<(i64, i64)> {
         match self {
+            HourSource::Head { head, rows } => head.time_range(rows),
             HourSource::Rows(batches) => {
                 let times = || {
                     batches

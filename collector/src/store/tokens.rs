@@ -26,6 +26,8 @@ const MAGIC: &[u8; 4] = b"CMT1";
 /// A binary fuse filter's descriptor: seed, segment length, its mask and
 /// the segments' total length.
 const DESCRIPTOR_LEN: usize = 20;
+/// Slots of the recently-seen-keys cache while a filter is built.
+const RECENT_KEYS: usize = 4096;
 
 /// A character that belongs to a word (the same rule as a search's).
 pub fn is_word_char(c: char) -> bool {
@@ -123,7 +125,18 @@ impl RowGroupFilter {
     /// Built from the messages of one row group.
     pub fn of<'a>(messages: impl Iterator<Item = &'a str>) -> RowGroupFilter {
         // Keys are hashes already: a fast hasher is enough.
-        let mut keys: HashSet<u64, foldhash::fast::FixedState> = HashSet::default();
+        let mut keys: HashSet<u64, foldhash::fast::FixedState> =
+            HashSet::with_capacity_and_hasher(1 << 14, Default::default());
+        // The keys seen last, by their low bits: common words repeat from
+        // line to line, and this skips most of the set's lookups.
+        let mut recent = [0u64; RECENT_KEYS];
+        let mut add = |key: u64| {
+            let slot = &mut recent[key as usize % RECENT_KEYS];
+            if *slot != key || key == 0 {
+                *slot = key;
+                keys.insert(key);
+            }
+        };
         let mut lower = String::new();
         for m in messages {
             if m.is_ascii() {
@@ -138,14 +151,14 @@ impl RowGroupFilter {
                     .split(|b| !WORD_BYTES[usize::from(*b & 0x7f)])
                 {
                     if indexed_bytes(w) {
-                        keys.insert(XxHash3_64::oneshot(w));
+                        add(XxHash3_64::oneshot(w));
                     }
                 }
                 continue;
             }
             for_each_word(m, |w| {
                 if indexed(w) {
-                    keys.insert(key(w));
+                    add(key(w));
                 }
             });
         }

@@ -79,6 +79,8 @@ impl RecordBuf {
 pub struct Wal {
     dir: PathBuf,
     segment_size: u64,
+    /// Whether synced pages leave the page cache (`uncached`).
+    uncached: bool,
     writer: Mutex<Writer>,
     sync: Mutex<SyncState>,
     synced_cv: Condvar,
@@ -189,6 +191,7 @@ impl Wal {
         let wal = Wal {
             dir: dir.to_path_buf(),
             segment_size,
+            uncached: false,
             writer: Mutex::new(Writer {
                 file,
                 segment,
@@ -202,6 +205,25 @@ impl Wal {
             synced_cv: Condvar::new(),
         };
         Ok((wal, report))
+    }
+
+    /// Drops each segment's pages from the page cache once synced, for a WAL
+    /// read only after a crash (not one a follower tails): the pages freed
+    /// are the ones the next writes get. Writing into fresh page-cache pages
+    /// took a quarter of the log store's CPU in a profile of 10 M lines over
+    /// TCP (on a VM, first touches of guest memory are slow); 7 % with this.
+    pub fn uncached(mut self) -> Wal {
+        self.uncached = true;
+        self
+    }
+
+    fn drop_cached(&self, file: &File) {
+        if self.uncached {
+            use std::os::fd::AsRawFd;
+            // Advice only: if it fails, the pages just stay cached.
+            // SAFETY: a plain call on a file descriptor this `File` owns.
+            unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        }
     }
 
     /// Appends the records and returns once they are on disk.
@@ -250,10 +272,12 @@ impl Wal {
             let file = w.file.try_clone();
             let path = segment_path(&self.dir, w.segment);
             drop(w);
-            (
-                file.and_then(|f| f.sync_data()).map_err(io_err(&path)),
-                covered,
-            )
+            let synced = file.and_then(|f| {
+                f.sync_data()?;
+                self.drop_cached(&f);
+                Ok(())
+            });
+            (synced.map_err(io_err(&path)), covered)
         };
         let mut s = self.sync.lock().unwrap_or_else(|p| p.into_inner());
         s.syncing = false;
@@ -267,6 +291,7 @@ impl Wal {
     fn rotate(&self, w: &mut Writer) -> Result<(), WalError> {
         let old = segment_path(&self.dir, w.segment);
         w.file.sync_data().map_err(io_err(&old))?;
+        self.drop_cached(&w.file);
         let next = w.segment + 1;
         let path = segment_path(&self.dir, next);
         w.file = OpenOptions::new()
