@@ -217,12 +217,16 @@ impl Wal {
         self
     }
 
-    fn drop_cached(&self, file: &File) {
-        if self.uncached {
+    /// Drops the cached pages of a segment's first `len` bytes (synced).
+    /// A partial last page stays: the next append fills it in memory
+    /// rather than reading it back from disk.
+    fn drop_cached(&self, file: &File, len: u64) {
+        if self.uncached && len > 0 {
             use std::os::fd::AsRawFd;
+            let len = libc::off_t::try_from(len).unwrap_or(libc::off_t::MAX);
             // Advice only: if it fails, the pages just stay cached.
             // SAFETY: a plain call on a file descriptor this `File` owns.
-            unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+            unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, len, libc::POSIX_FADV_DONTNEED) };
         }
     }
 
@@ -269,12 +273,13 @@ impl Wal {
         let (result, covered) = {
             let w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
             let covered = w.written;
+            let segment_len = w.segment_len;
             let file = w.file.try_clone();
             let path = segment_path(&self.dir, w.segment);
             drop(w);
             let synced = file.and_then(|f| {
                 f.sync_data()?;
-                self.drop_cached(&f);
+                self.drop_cached(&f, segment_len);
                 Ok(())
             });
             (synced.map_err(io_err(&path)), covered)
@@ -291,7 +296,8 @@ impl Wal {
     fn rotate(&self, w: &mut Writer) -> Result<(), WalError> {
         let old = segment_path(&self.dir, w.segment);
         w.file.sync_data().map_err(io_err(&old))?;
-        self.drop_cached(&w.file);
+        // The segment is complete: its last page goes as well.
+        self.drop_cached(&w.file, u64::MAX);
         let next = w.segment + 1;
         let path = segment_path(&self.dir, next);
         w.file = OpenOptions::new()
