@@ -109,19 +109,11 @@ impl LogHead {
             &mut self.msgid,
             &mut self.source,
         ] {
-            names.clear();
-            names.keys.shrink_to(lines);
+            names.clear_within(lines);
         }
         for column in [&mut self.message, &mut self.structured_data] {
-            column.clear();
-            column.ends.shrink_to(lines);
-            column.bytes.shrink_to(text);
+            column.clear_within(lines, text);
         }
-    }
-
-    /// Room for lines: the smallest of the per-line buffers' capacities.
-    pub fn line_capacity(&self) -> usize {
-        self.timestamp.capacity().min(self.message.ends.capacity())
     }
 
     /// Bytes of the text fields of every row.
@@ -138,11 +130,6 @@ impl LogHead {
         .sum::<usize>()
             + self.message.bytes.len()
             + self.structured_data.bytes.len()
-    }
-
-    /// Bytes the text buffers hold room for.
-    pub fn text_capacity(&self) -> usize {
-        self.message.bytes.capacity() + self.structured_data.bytes.capacity()
     }
 
     /// Row `i`, its fields borrowed from the head.
@@ -360,8 +347,10 @@ impl Names {
         k
     }
 
-    fn clear(&mut self) {
+    /// Empties the column, keeping room for at most `lines` keys.
+    fn clear_within(&mut self, lines: usize) {
         self.keys.clear();
+        self.keys.shrink_to(lines);
         self.values.clear();
         self.index.clear();
     }
@@ -432,9 +421,13 @@ impl Text {
         self.ends.push(self.bytes.len());
     }
 
-    fn clear(&mut self) {
+    /// Empties the column, keeping room for at most `lines` rows and
+    /// `bytes` bytes.
+    fn clear_within(&mut self, lines: usize, bytes: usize) {
         self.bytes.clear();
+        self.bytes.shrink_to(bytes);
         self.ends.clear();
+        self.ends.shrink_to(lines);
     }
 
     fn append(&mut self, other: &Text) {
@@ -671,12 +664,19 @@ mod tests {
         let mut head = LogHead::default();
         head.push(&line(1, "h", "x", "before"));
         head.push(&line(2, "g", "y", "before too"));
-        let room = head.text_capacity();
+        // Room for text and for lines.
+        let room = |h: &LogHead| {
+            (
+                h.message.bytes.capacity() + h.structured_data.bytes.capacity(),
+                h.timestamp.capacity().min(h.message.ends.capacity()),
+            )
+        };
+        let before = room(&head);
         head.clear();
         assert!(head.is_empty());
-        assert_eq!(head.text_capacity(), room);
+        assert_eq!(room(&head), before);
         head.clear_within(0, 0);
-        assert_eq!((head.text_capacity(), head.line_capacity()), (0, 0));
+        assert_eq!(room(&head), (0, 0));
         head.push(&line(3, "g", "z", "after"));
         let back: Vec<LogRecord> = head
             .batches(&head.file_order(), 10)
