@@ -1,7 +1,8 @@
 //! Joins Parquet files of the same schema into one by copying their row
 //! groups' column chunks as they are (what `parquet-concat` does): no
 //! decoding, no recompression. Compaction uses it for an hour whose files
-//! follow each other in time, so the result stays sorted.
+//! follow each other in time, so the result stays sorted. Their token
+//! filters are joined and written after the row groups.
 
 use super::tokens::{self, RowGroupFilter};
 use parquet::column::writer::ColumnCloseResult;
@@ -44,22 +45,18 @@ pub fn concat(inputs: &[&Path], out: &Path) -> Result<usize, ParquetError> {
         .key_value_metadata()
         .into_iter()
         .flatten()
-        .filter(|e| e.key != tokens::KV_KEY)
+        .filter(|e| e.key != tokens::RANGE_KEY && e.key != tokens::BASE64_KEY)
         .cloned()
         .collect();
-    let filters: Vec<RowGroupFilter> = files.iter().flat_map(|(_, m)| tokens::of_file(m)).collect();
-    kv.push(KeyValue::new(
-        tokens::KV_KEY.to_string(),
-        tokens::encode(&filters),
-    ));
+    let filters: Vec<RowGroupFilter> = files
+        .iter()
+        .flat_map(|(f, m)| tokens::of_file(m, |offset, len| tokens::read_range(f, offset, len)))
+        .collect();
     let mut writer = SerializedFileWriter::new(
         File::create(out)?,
         root,
         Arc::new(WriterProperties::builder().build()),
     )?;
-    for entry in kv {
-        writer.append_key_value_metadata(entry);
-    }
     let mut rows = 0;
     for (file, meta) in &files {
         for rg in meta.row_groups() {
@@ -80,6 +77,11 @@ pub fn concat(inputs: &[&Path], out: &Path) -> Result<usize, ParquetError> {
             out_rg.close()?;
             rows += rg.num_rows() as usize;
         }
+    }
+    let at = writer.bytes_written();
+    kv.push(tokens::embed(&filters, at, |b| writer.write_all(b))?);
+    for entry in kv {
+        writer.append_key_value_metadata(entry);
     }
     writer.close()?;
     Ok(rows)

@@ -5,6 +5,12 @@
 //! cannot hold a match and is not read: a rare token is found without
 //! scanning every message (ClickHouse's `tokenbf_v1` works the same way).
 //!
+//! The filters are raw bytes in the file's body, after its row groups (what
+//! Parquet's `write_all` is for: readers skip bytes no footer points at),
+//! and the metadata key `carbonio.tokens.range` says where. Files written
+//! before that keep them base64-encoded under `carbonio.tokens`, a third
+//! larger; both are read.
+//!
 //! Words are runs of letters, digits and `_`; they are indexed lower-cased,
 //! so case-sensitive and case-insensitive searches both use the filter.
 //! Words shorter than 3 bytes and all-digit words (pids, ports, counters)
@@ -12,7 +18,7 @@
 //! make filters larger.
 
 use base64::Engine;
-use parquet::file::metadata::{FooterTail, ParquetMetaData, ParquetMetaDataReader};
+use parquet::file::metadata::{FooterTail, KeyValue, ParquetMetaData, ParquetMetaDataReader};
 use parquet::file::FOOTER_SIZE;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -20,8 +26,10 @@ use std::sync::{Arc, LazyLock, Mutex};
 use twox_hash::XxHash3_64;
 use xorf::{BinaryFuse8, Filter};
 
-/// The key-value metadata key holding a file's filters.
-pub const KV_KEY: &str = "carbonio.tokens";
+/// The metadata key of a file's filters as raw bytes: "OFFSET LEN".
+pub const RANGE_KEY: &str = "carbonio.tokens.range";
+/// The metadata key of older files' filters, base64-encoded.
+pub const BASE64_KEY: &str = "carbonio.tokens";
 const MAGIC: &[u8; 4] = b"CMT1";
 /// A binary fuse filter's descriptor: seed, segment length, its mask and
 /// the segments' total length.
@@ -181,7 +189,7 @@ impl RowGroupFilter {
         }
     }
 
-    /// Bytes the filter takes in a file (before base64).
+    /// Bytes the filter takes in a file.
     pub fn encoded_len(&self) -> usize {
         match self {
             RowGroupFilter::Words(f) => 1 + DESCRIPTOR_LEN + 4 + f.fingerprints.len(),
@@ -190,21 +198,68 @@ impl RowGroupFilter {
     }
 }
 
-/// A file's row-group token filters; `Unknown` for each row group when
-/// it has none that fit (written before filters existed, or damaged).
-pub fn of_file(meta: &ParquetMetaData) -> Vec<RowGroupFilter> {
-    let stored = meta
-        .file_metadata()
-        .key_value_metadata()
-        .into_iter()
-        .flatten()
-        .find(|e| e.key == KV_KEY)
-        .and_then(|e| e.value.as_deref())
-        .and_then(|v| decode(v).ok());
-    match stored {
+/// Where a file keeps its filters, as its metadata says.
+enum Stored<'a> {
+    Range { offset: u64, len: usize },
+    Base64(&'a str),
+}
+
+fn stored(meta: &ParquetMetaData) -> Option<Stored<'_>> {
+    let kv = meta.file_metadata().key_value_metadata()?;
+    let value = |key| kv.iter().find(|e| e.key == key)?.value.as_deref();
+    if let Some(range) = value(RANGE_KEY) {
+        let (offset, len) = range.split_once(' ')?;
+        return Some(Stored::Range {
+            offset: offset.parse().ok()?,
+            len: len.parse().ok()?,
+        });
+    }
+    value(BASE64_KEY).map(Stored::Base64)
+}
+
+/// A file's row-group token filters, `read` giving a byte range of it;
+/// `Unknown` for each row group when it has none that fit (written before
+/// filters existed, or damaged).
+pub fn of_file(
+    meta: &ParquetMetaData,
+    read: impl FnOnce(u64, usize) -> Option<Vec<u8>>,
+) -> Vec<RowGroupFilter> {
+    let decoded = match stored(meta) {
+        Some(Stored::Range { offset, len }) => read(offset, len).and_then(|b| decode(&b).ok()),
+        Some(Stored::Base64(value)) => decode_base64(value).ok(),
+        None => None,
+    };
+    match decoded {
         Some(f) if f.len() == meta.num_row_groups() => f,
         _ => vec![RowGroupFilter::Unknown; meta.num_row_groups()],
     }
+}
+
+/// Reads `len` bytes at `offset` of a local file, if it holds them.
+pub fn read_range(file: &std::fs::File, offset: u64, len: usize) -> Option<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let size = file.metadata().ok()?.len();
+    if offset.checked_add(len as u64)? > size {
+        return None;
+    }
+    let mut buf = vec![0; len];
+    file.read_exact_at(&mut buf, offset).ok()?;
+    Some(buf)
+}
+
+/// Writes filters into a file being written, `at` being how many bytes it
+/// has so far, and returns the metadata entry that locates them.
+pub fn embed(
+    filters: &[RowGroupFilter],
+    at: usize,
+    write_all: impl FnOnce(&[u8]) -> std::io::Result<()>,
+) -> std::io::Result<KeyValue> {
+    let bytes = encode(filters);
+    write_all(&bytes)?;
+    Ok(KeyValue::new(
+        RANGE_KEY.to_string(),
+        format!("{at} {}", bytes.len()),
+    ))
 }
 
 /// Filters read from files, kept so a search does not parse footers again:
@@ -228,7 +283,8 @@ static CACHE: LazyLock<Mutex<FilterCache>> = LazyLock::new(|| {
 pub fn of_local(path: &Path, size: u64) -> Arc<Vec<RowGroupFilter>> {
     cached(&path.display().to_string(), size, || {
         let file = std::fs::File::open(path).ok()?;
-        ParquetMetaDataReader::new().parse_and_finish(&file).ok()
+        let meta = ParquetMetaDataReader::new().parse_and_finish(&file).ok()?;
+        Some(of_file(&meta, |offset, len| read_range(&file, offset, len)))
     })
 }
 
@@ -242,7 +298,14 @@ pub fn of_remote(key: &str, size: u64) -> Arc<Vec<RowGroupFilter>> {
         let len = FooterTail::try_from(tail.as_ref()).ok()?.metadata_length();
         let start = tail_at.checked_sub(len as u64)?;
         let footer = tier.read_key(key, size, start, len).ok()?;
-        ParquetMetaDataReader::decode_metadata(&footer).ok()
+        let meta = ParquetMetaDataReader::decode_metadata(&footer).ok()?;
+        Some(of_file(&meta, |offset, len| {
+            let end = offset.checked_add(len as u64)?;
+            (end <= size).then_some(())?;
+            tier.read_key(key, size, offset, len)
+                .ok()
+                .map(|b| b.to_vec())
+        }))
     })
 }
 
@@ -251,16 +314,16 @@ pub fn of_remote(key: &str, size: u64) -> Arc<Vec<RowGroupFilter>> {
 fn cached(
     name: &str,
     size: u64,
-    read: impl FnOnce() -> Option<ParquetMetaData>,
+    read: impl FnOnce() -> Option<Vec<RowGroupFilter>>,
 ) -> Arc<Vec<RowGroupFilter>> {
     let id = (name.to_string(), size);
     if let Some(f) = lock().files.get(&id) {
         return f.clone();
     }
-    let Some(meta) = read() else {
+    let Some(filters) = read() else {
         return Arc::new(Vec::new());
     };
-    let filters = Arc::new(of_file(&meta));
+    let filters = Arc::new(filters);
     let bytes = weight(name, &filters);
     let mut cache = lock();
     while cache.bytes + bytes > CACHE_BYTES {
@@ -290,8 +353,8 @@ fn lock() -> std::sync::MutexGuard<'static, FilterCache> {
     CACHE.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Filters of a file's row groups, as its metadata value.
-pub fn encode(filters: &[RowGroupFilter]) -> String {
+/// Filters of a file's row groups, as stored bytes.
+pub fn encode(filters: &[RowGroupFilter]) -> Vec<u8> {
     let mut out = Vec::with_capacity(8 + filters.iter().map(|f| f.encoded_len()).sum::<usize>());
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&(filters.len() as u32).to_le_bytes());
@@ -311,7 +374,7 @@ pub fn encode(filters: &[RowGroupFilter]) -> String {
             }
         }
     }
-    base64::engine::general_purpose::STANDARD.encode(out)
+    out
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -322,13 +385,18 @@ pub enum TokenFilterError {
     Malformed(&'static str),
 }
 
-/// Reads what [`encode`] wrote. A filter whose numbers could make a lookup
-/// read past its fingerprints is refused, so lookups never panic.
-pub fn decode(value: &str) -> Result<Vec<RowGroupFilter>, TokenFilterError> {
+/// Older files' filters: what [`encode`] writes, in base64.
+pub fn decode_base64(value: &str) -> Result<Vec<RowGroupFilter>, TokenFilterError> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(value)
         .map_err(|_| TokenFilterError::Base64)?;
-    let mut r = Reader(&bytes);
+    decode(&bytes)
+}
+
+/// Reads what [`encode`] wrote. A filter whose numbers could make a lookup
+/// read past its fingerprints is refused, so lookups never panic.
+pub fn decode(bytes: &[u8]) -> Result<Vec<RowGroupFilter>, TokenFilterError> {
+    let mut r = Reader(bytes);
     if r.take(4)? != MAGIC {
         return Err(TokenFilterError::Malformed("unknown format"));
     }
@@ -443,6 +511,8 @@ mod tests {
             RowGroupFilter::of(["only ONE word here", "Échec de Connexion"].into_iter()),
         ];
         let back = decode(&encode(&filters)).unwrap();
+        let base64 = base64::engine::general_purpose::STANDARD.encode(encode(&filters));
+        assert_eq!(decode_base64(&base64).unwrap().len(), 4);
         assert_eq!(back.len(), 4);
         for i in 0..5000 {
             let id = format!("{:X}", i * 7919);
@@ -477,22 +547,61 @@ mod tests {
         }
     }
 
+    /// A one-column, one-row-group file carrying `kv` in its metadata.
+    fn file_with(kv: impl FnOnce(usize, &mut Vec<u8>) -> KeyValue) -> tempfile::NamedTempFile {
+        use arrow_array::{ArrayRef, Int32Array, RecordBatch};
+        let out = tempfile::NamedTempFile::new().unwrap();
+        let column: ArrayRef = std::sync::Arc::new(Int32Array::from(vec![1, 2]));
+        let batch = RecordBatch::try_from_iter([("n", column)]).unwrap();
+        let file = out.reopen().unwrap();
+        let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+        w.write(&batch).unwrap();
+        w.flush().unwrap();
+        let mut body = Vec::new();
+        let entry = kv(w.bytes_written(), &mut body);
+        w.write_all(&body).unwrap();
+        w.append_key_value_metadata(entry);
+        w.close().unwrap();
+        out
+    }
+
+    #[test]
+    fn filters_are_read_from_the_body_or_older_base64_metadata() {
+        let filters = [RowGroupFilter::of(["postfix queued it"].into_iter())];
+        let embedded = file_with(|at, body| {
+            embed(&filters, at, |b| {
+                body.extend_from_slice(b);
+                Ok(())
+            })
+            .unwrap()
+        });
+        let older = file_with(|_, _| {
+            let value = base64::engine::general_purpose::STANDARD.encode(encode(&filters));
+            KeyValue::new(BASE64_KEY.to_string(), value)
+        });
+        let past_end =
+            file_with(|_, _| KeyValue::new(RANGE_KEY.to_string(), "4 999999".to_string()));
+        for (file, found) in [(&embedded, true), (&older, true), (&past_end, false)] {
+            let size = file.as_file().metadata().unwrap().len();
+            let read = of_local(file.path(), size);
+            assert_eq!(read.len(), 1);
+            assert!(read[0].may_contain(key("queued")));
+            // Unknown (nothing stored that fits) matches every word.
+            assert_eq!(read[0].may_contain(key("absent")), !found, "{file:?}");
+        }
+    }
+
     #[test]
     fn damaged_values_are_errors() {
-        let good = encode(&[RowGroupFilter::of(["some words here"].into_iter())]);
-        let raw = base64::engine::general_purpose::STANDARD
-            .decode(&good)
-            .unwrap();
-        assert!(matches!(decode("%%"), Err(TokenFilterError::Base64)));
+        let raw = encode(&[RowGroupFilter::of(["some words here"].into_iter())]);
+        assert!(matches!(decode_base64("%%"), Err(TokenFilterError::Base64)));
         for cut in 0..raw.len() {
-            let v = base64::engine::general_purpose::STANDARD.encode(&raw[..cut]);
-            assert!(decode(&v).is_err(), "cut at {cut}");
+            assert!(decode(&raw[..cut]).is_err(), "cut at {cut}");
         }
         // A segment length that would index past the fingerprints.
         let mut bad = raw.clone();
         bad[17..21].copy_from_slice(&(1u32 << 20).to_le_bytes());
         bad[21..25].copy_from_slice(&((1u32 << 20) - 1).to_le_bytes());
-        let v = base64::engine::general_purpose::STANDARD.encode(&bad);
-        assert!(decode(&v).is_err());
+        assert!(decode(&bad).is_err());
     }
 }
