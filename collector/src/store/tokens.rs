@@ -1,6 +1,6 @@
 //! Token filters of log files: for each row group of an hour file, a binary
 //! fuse filter (9 bits per token, 0.4 % false positives) of the words of its
-//! messages, kept in the file's key-value metadata. A search term matches
+//! messages, kept in the file itself. A search term matches
 //! whole words, so a row group whose filter lacks one of the term's words
 //! cannot hold a match and is not read: a rare token is found without
 //! scanning every message (ClickHouse's `tokenbf_v1` works the same way).
@@ -288,8 +288,8 @@ pub fn of_local(path: &Path, size: u64) -> Arc<Vec<RowGroupFilter>> {
     })
 }
 
-/// The filters of an hour file in object storage, its footer read through
-/// the tier's chunk cache.
+/// The filters of an hour file in object storage, its footer and filter
+/// bytes read through the tier's chunk cache.
 pub fn of_remote(key: &str, size: u64) -> Arc<Vec<RowGroupFilter>> {
     cached(key, size, || {
         let tier = super::tier::installed()?;
