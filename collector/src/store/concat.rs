@@ -50,7 +50,15 @@ pub fn concat(inputs: &[&Path], out: &Path) -> Result<usize, ParquetError> {
         .collect();
     let filters: Vec<RowGroupFilter> = files
         .iter()
-        .flat_map(|(f, m)| tokens::of_file(m, |offset, len| tokens::read_range(f, offset, len)))
+        .map(|(f, m)| {
+            let size = f.metadata()?.len();
+            let read = |offset, len| tokens::read_range(f, offset, len);
+            let unknown = || vec![RowGroupFilter::Unknown; m.num_row_groups()];
+            Ok(tokens::of_file(m, size, read).unwrap_or_else(unknown))
+        })
+        .collect::<Result<Vec<_>, ParquetError>>()?
+        .into_iter()
+        .flatten()
         .collect();
     let mut writer = SerializedFileWriter::new(
         File::create(out)?,

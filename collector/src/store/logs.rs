@@ -44,9 +44,9 @@ const DATA_PAGE_BYTES: usize = 16 << 20;
 /// 1.37–1.70 against 0.96–1.14 s per million lines), and flushes are most
 /// of the log store's CPU.
 const ZSTD_LEVEL: i32 = 3;
-/// Lines a head holds before appends wait for a running flush. Lines may
-/// come faster than flushes write them (a burst of 10 M lines over TCP ran
-/// heads up to 2–3 M lines); this bounds the memory of the head and the
+/// Lines a head holds before appends wait for a flush to empty it. Lines
+/// may come faster than flushes write them (a burst of 10 M lines over TCP
+/// ran heads up to 2–3 M lines); this bounds the memory of the head and the
 /// one being written to about 800 MB of mail logs. A 1 M cap cost 5–10 %
 /// of that burst's rate for half the memory.
 const HEAD_CAP_LINES: usize = 2_000_000;
@@ -126,8 +126,7 @@ fn token_filter(batch: &RecordBatch) -> RowGroupFilter {
 }
 
 /// Writes rows as an hour file, one row group per `ROW_GROUP_ROWS` rows
-/// (or per batch, if shorter), each with its token filter in the file's
-/// key-value metadata; fsynced.
+/// (or per batch, if shorter), their token filters after them; fsynced.
 fn write_hour_file(
     path: &Path,
     batches: impl Iterator<Item = Result<RecordBatch, arrow_schema::ArrowError>>,
@@ -232,6 +231,23 @@ pub struct LogStore {
     observer: RwLock<Option<Arc<crate::logmetrics::LogMetrics>>>,
     /// Turns acknowledged zmstat rows (ident `zimbramon`) into metrics.
     zmstat: RwLock<Option<Arc<crate::zmstat::stream::Stream>>>,
+}
+
+/// Marks a flush as under way while it lives, for `wait_for_room`; waiting
+/// appenders are woken when it ends, even by a panic.
+struct FlushRunning<'a>(&'a LogStore);
+
+impl<'a> FlushRunning<'a> {
+    fn new(store: &'a LogStore) -> Self {
+        store.set_flush_running(true);
+        FlushRunning(store)
+    }
+}
+
+impl Drop for FlushRunning<'_> {
+    fn drop(&mut self) {
+        self.0.set_flush_running(false);
+    }
 }
 
 /// What observers take from lines, found before any store lock is taken
@@ -462,16 +478,28 @@ impl LogStore {
         self.head.read().unwrap_or_else(|p| p.into_inner()).len()
     }
 
-    /// Holds an appender while the head is full and a flush is under way:
-    /// the flush brings an empty head. Readers of TCP, TLS and files then
-    /// stop reading, so the senders slow down (as for a slow disk).
+    /// Holds an appender while the head is full, until a flush empties it:
+    /// one under way, or else one this appender runs (after any compaction
+    /// holding the store). Readers of TCP, TLS and files then stop reading,
+    /// so the senders slow down (as for a slow disk).
     fn wait_for_room(&self) {
+        if self.head_len() < self.head_cap {
+            return;
+        }
         let mut running = self.flush_running.lock().unwrap_or_else(|p| p.into_inner());
         while *running && self.head_len() >= self.head_cap {
             running = self
                 .flush_done
                 .wait(running)
                 .unwrap_or_else(|p| p.into_inner());
+        }
+        drop(running);
+        let _one = self.maintenance.lock().unwrap_or_else(|p| p.into_inner());
+        // Another appender may have flushed while this one waited.
+        if self.head_len() >= self.head_cap {
+            if let Err(e) = self.flush_locked() {
+                tracing::error!(error = %e, "flushing a full log head failed; it keeps growing");
+            }
         }
     }
 
@@ -485,6 +513,11 @@ impl LogStore {
     /// Writes the head out as a part; returns its manifest (None if empty).
     pub fn flush(&self) -> Result<Option<PartMeta>, LogStoreError> {
         let _one = self.maintenance.lock().unwrap_or_else(|p| p.into_inner());
+        self.flush_locked()
+    }
+
+    /// `flush`, the maintenance lock held.
+    fn flush_locked(&self) -> Result<Option<PartMeta>, LogStoreError> {
         let (empty, wal_before) = {
             let _gate = self.gate.write().unwrap_or_else(|p| p.into_inner());
             let segment = self.wal.cut_segment()?;
@@ -514,10 +547,8 @@ impl LogStore {
         if empty {
             return Ok(None);
         }
-        self.set_flush_running(true);
-        let flushed = self.write_flushing(wal_before);
-        self.set_flush_running(false);
-        flushed.map(Some)
+        let _running = FlushRunning::new(self);
+        self.write_flushing(wal_before).map(Some)
     }
 
     /// Writes the head taken by `flush` as a part, then frees it.
@@ -1365,42 +1396,39 @@ mod tests {
     }
 
     #[test]
-    fn appends_wait_for_a_running_flush_when_the_head_is_full() {
+    fn a_full_head_holds_appends_until_a_flush_empties_it() {
         let dir = tempfile::tempdir().unwrap();
         let (mut s, _) = LogStore::open(dir.path()).unwrap();
         s.head_cap = 3;
         s.append((0..3).map(|i| line(i, "before")).collect())
             .unwrap();
-        // Full, but no flush runs that would empty it: nothing waits.
+        // Full, and no flush under way: the appender writes the head out.
         s.append(vec![line(3, "over the cap")]).unwrap();
-        assert_eq!(s.head_len(), 4);
+        assert_eq!((s.head_len(), s.part_stats().1), (1, 3));
+        s.append((4..6).map(|i| line(i, "again")).collect())
+            .unwrap();
+        // Full while a flush runs: the appender waits for it to end.
         s.set_flush_running(true);
         let s = Arc::new(s);
         let (done, appended) = std::sync::mpsc::channel();
         let appender = {
             let s = s.clone();
             std::thread::spawn(move || {
-                s.append(vec![line(4, "after")]).unwrap();
+                s.append(vec![line(6, "after")]).unwrap();
                 done.send(()).unwrap();
             })
         };
         let wait = std::time::Duration::from_millis(300);
         assert!(appended.recv_timeout(wait).is_err(), "waits for the flush");
-        assert_eq!(s.head_len(), 4);
+        assert_eq!(s.head_len(), 3);
+        // That flush ended without emptying the head: the appender does.
         s.set_flush_running(false);
-        assert!(appended.recv_timeout(wait * 10).is_ok(), "goes on after it");
+        assert!(
+            appended.recv_timeout(wait * 100).is_ok(),
+            "goes on after it"
+        );
         appender.join().unwrap();
-        assert_eq!(s.head_len(), 5);
-        // A real flush brings an empty head and lets waiting appenders in.
-        s.set_flush_running(true);
-        let appender = {
-            let s = s.clone();
-            std::thread::spawn(move || s.append(vec![line(5, "next head")]).unwrap())
-        };
-        std::thread::sleep(wait);
-        s.flush().unwrap();
-        appender.join().unwrap();
-        assert_eq!((s.head_len(), s.part_stats().1), (1, 5));
+        assert_eq!((s.head_len(), s.part_stats().1), (1, 6));
     }
 
     #[test]

@@ -217,34 +217,41 @@ fn stored(meta: &ParquetMetaData) -> Option<Stored<'_>> {
     value(BASE64_KEY).map(Stored::Base64)
 }
 
-/// A file's row-group token filters, `read` giving a byte range of it;
-/// `Unknown` for each row group when it has none that fit (written before
-/// filters existed, or damaged).
+/// A file's row-group token filters, `read` giving a byte range of the
+/// file's `size` bytes: `Unknown` for each row group when it has none that
+/// fit (written before filters existed, or damaged); None when reading
+/// failed, which may pass.
 pub fn of_file(
     meta: &ParquetMetaData,
-    read: impl FnOnce(u64, usize) -> Option<Vec<u8>>,
-) -> Vec<RowGroupFilter> {
+    size: u64,
+    read: impl FnOnce(u64, usize) -> std::io::Result<Vec<u8>>,
+) -> Option<Vec<RowGroupFilter>> {
     let decoded = match stored(meta) {
-        Some(Stored::Range { offset, len }) => read(offset, len).and_then(|b| decode(&b).ok()),
+        Some(Stored::Range { offset, len }) => {
+            let inside = offset
+                .checked_add(len as u64)
+                .is_some_and(|end| end <= size);
+            if inside {
+                decode(&read(offset, len).ok()?).ok()
+            } else {
+                None
+            }
+        }
         Some(Stored::Base64(value)) => decode_base64(value).ok(),
         None => None,
     };
-    match decoded {
+    Some(match decoded {
         Some(f) if f.len() == meta.num_row_groups() => f,
         _ => vec![RowGroupFilter::Unknown; meta.num_row_groups()],
-    }
+    })
 }
 
-/// Reads `len` bytes at `offset` of a local file, if it holds them.
-pub fn read_range(file: &std::fs::File, offset: u64, len: usize) -> Option<Vec<u8>> {
+/// Reads `len` bytes at `offset` of a local file.
+pub fn read_range(file: &std::fs::File, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
     use std::os::unix::fs::FileExt;
-    let size = file.metadata().ok()?.len();
-    if offset.checked_add(len as u64)? > size {
-        return None;
-    }
     let mut buf = vec![0; len];
-    file.read_exact_at(&mut buf, offset).ok()?;
-    Some(buf)
+    file.read_exact_at(&mut buf, offset)?;
+    Ok(buf)
 }
 
 /// Writes filters into a file being written, `at` being how many bytes it
@@ -284,7 +291,7 @@ pub fn of_local(path: &Path, size: u64) -> Arc<Vec<RowGroupFilter>> {
     cached(&path.display().to_string(), size, || {
         let file = std::fs::File::open(path).ok()?;
         let meta = ParquetMetaDataReader::new().parse_and_finish(&file).ok()?;
-        Some(of_file(&meta, |offset, len| read_range(&file, offset, len)))
+        of_file(&meta, size, |offset, len| read_range(&file, offset, len))
     })
 }
 
@@ -299,18 +306,14 @@ pub fn of_remote(key: &str, size: u64) -> Arc<Vec<RowGroupFilter>> {
         let start = tail_at.checked_sub(len as u64)?;
         let footer = tier.read_key(key, size, start, len).ok()?;
         let meta = ParquetMetaDataReader::decode_metadata(&footer).ok()?;
-        Some(of_file(&meta, |offset, len| {
-            let end = offset.checked_add(len as u64)?;
-            (end <= size).then_some(())?;
-            tier.read_key(key, size, offset, len)
-                .ok()
-                .map(|b| b.to_vec())
-        }))
+        of_file(&meta, size, |offset, len| {
+            Ok(tier.read_key(key, size, offset, len)?.to_vec())
+        })
     })
 }
 
-/// A file whose footer cannot be read gets no entry (and no pruning): the
-/// scan itself then reports what is wrong with it.
+/// A file whose footer or filters cannot be read gets no entry (and no
+/// pruning this time): the scan itself then reports what is wrong with it.
 fn cached(
     name: &str,
     size: u64,
@@ -589,6 +592,13 @@ mod tests {
             // Unknown (nothing stored that fits) matches every word.
             assert_eq!(read[0].may_contain(key("absent")), !found, "{file:?}");
         }
+        // A read that fails is no answer (so not one to keep).
+        let size = embedded.as_file().metadata().unwrap().len();
+        let meta = ParquetMetaDataReader::new()
+            .parse_and_finish(embedded.as_file())
+            .unwrap();
+        let failing = |_, _| Err(std::io::Error::other("connection reset"));
+        assert!(of_file(&meta, size, failing).is_none());
     }
 
     #[test]
