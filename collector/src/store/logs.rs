@@ -221,33 +221,12 @@ pub struct LogStore {
     gate: RwLock<()>,
     /// One flush or compaction at a time.
     maintenance: std::sync::Mutex<()>,
-    /// Whether a flush is writing a head out; appenders that find the head
-    /// full wait for it (`wait_for_room`).
-    flush_running: std::sync::Mutex<bool>,
-    flush_done: std::sync::Condvar,
     /// `HEAD_CAP_LINES`, smaller in tests.
     head_cap: usize,
     /// Counts acknowledged lines into log-derived metrics.
     observer: RwLock<Option<Arc<crate::logmetrics::LogMetrics>>>,
     /// Turns acknowledged zmstat rows (ident `zimbramon`) into metrics.
     zmstat: RwLock<Option<Arc<crate::zmstat::stream::Stream>>>,
-}
-
-/// Marks a flush as under way while it lives, for `wait_for_room`; waiting
-/// appenders are woken when it ends, even by a panic.
-struct FlushRunning<'a>(&'a LogStore);
-
-impl<'a> FlushRunning<'a> {
-    fn new(store: &'a LogStore) -> Self {
-        store.set_flush_running(true);
-        FlushRunning(store)
-    }
-}
-
-impl Drop for FlushRunning<'_> {
-    fn drop(&mut self) {
-        self.0.set_flush_running(false);
-    }
 }
 
 /// What observers take from lines, found before any store lock is taken
@@ -364,8 +343,6 @@ impl LogStore {
                 checkpoints: std::sync::Mutex::new(checkpoints),
                 gate: RwLock::new(()),
                 maintenance: std::sync::Mutex::new(()),
-                flush_running: std::sync::Mutex::new(false),
-                flush_done: std::sync::Condvar::new(),
                 head_cap: HEAD_CAP_LINES,
                 observer: RwLock::new(None),
                 zmstat: RwLock::new(None),
@@ -479,34 +456,20 @@ impl LogStore {
     }
 
     /// Holds an appender while the head is full, until a flush empties it:
-    /// one under way, or else one this appender runs (after any compaction
-    /// holding the store). Readers of TCP, TLS and files then stop reading,
-    /// so the senders slow down (as for a slow disk).
+    /// one under way (it holds the maintenance lock), or else one this
+    /// appender runs (after any compaction holding that lock). Readers of
+    /// TCP, TLS and files then stop reading, so the senders slow down (as
+    /// for a slow disk).
     fn wait_for_room(&self) {
         if self.head_len() < self.head_cap {
             return;
         }
-        let mut running = self.flush_running.lock().unwrap_or_else(|p| p.into_inner());
-        while *running && self.head_len() >= self.head_cap {
-            running = self
-                .flush_done
-                .wait(running)
-                .unwrap_or_else(|p| p.into_inner());
-        }
-        drop(running);
         let _one = self.maintenance.lock().unwrap_or_else(|p| p.into_inner());
-        // Another appender may have flushed while this one waited.
+        // A flush may have emptied it while this appender waited.
         if self.head_len() >= self.head_cap {
             if let Err(e) = self.flush_locked() {
                 tracing::error!(error = %e, "flushing a full log head failed; it keeps growing");
             }
-        }
-    }
-
-    fn set_flush_running(&self, running: bool) {
-        *self.flush_running.lock().unwrap_or_else(|p| p.into_inner()) = running;
-        if !running {
-            self.flush_done.notify_all();
         }
     }
 
@@ -547,12 +510,6 @@ impl LogStore {
         if empty {
             return Ok(None);
         }
-        let _running = FlushRunning::new(self);
-        self.write_flushing(wal_before).map(Some)
-    }
-
-    /// Writes the head taken by `flush` as a part, then frees it.
-    fn write_flushing(&self, wal_before: u64) -> Result<PartMeta, LogStoreError> {
         let written = {
             let flushing = self.flushing.read().unwrap_or_else(|p| p.into_inner());
             self.publish(&flushing.records, wal_before)
@@ -572,7 +529,7 @@ impl LogStore {
         drop(head);
         self.recycle(taken.records);
         self.wal.remove_before(wal_before)?;
-        Ok(meta)
+        Ok(Some(meta))
     }
 
     /// Keeps a flushed head's buffers for the next head.
@@ -1407,9 +1364,10 @@ mod tests {
         assert_eq!((s.head_len(), s.part_stats().1), (1, 3));
         s.append((4..6).map(|i| line(i, "again")).collect())
             .unwrap();
-        // Full while a flush runs: the appender waits for it to end.
-        s.set_flush_running(true);
+        // Full while a flush runs (it holds the maintenance lock): the
+        // appender waits for it to end.
         let s = Arc::new(s);
+        let flush = s.maintenance.lock().unwrap();
         let (done, appended) = std::sync::mpsc::channel();
         let appender = {
             let s = s.clone();
@@ -1422,7 +1380,7 @@ mod tests {
         assert!(appended.recv_timeout(wait).is_err(), "waits for the flush");
         assert_eq!(s.head_len(), 3);
         // That flush ended without emptying the head: the appender does.
-        s.set_flush_running(false);
+        drop(flush);
         assert!(
             appended.recv_timeout(wait * 100).is_ok(),
             "goes on after it"
