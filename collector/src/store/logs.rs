@@ -659,23 +659,12 @@ impl LogStore {
     /// Lines with event time in [start_ns, end_ns] as Arrow batches: parts
     /// pruned by their manifest's per-file time ranges, then the head.
     pub fn scan(&self, start_ns: i64, end_ns: i64) -> Result<Vec<RecordBatch>, LogStoreError> {
-        let head = self.head.read().unwrap_or_else(|p| p.into_inner());
-        let flushing = self.flushing.read().unwrap_or_else(|p| p.into_inner());
-        scan_in(&self.dir, &head, Some(&flushing), start_ns, end_ns)
+        Ok(read_view(self.view(start_ns, end_ns)?, start_ns, end_ns))
     }
 
     /// Files and head lines for [start_ns, end_ns], for a query engine to read.
     pub fn view(&self, start_ns: i64, end_ns: i64) -> Result<LogView, LogStoreError> {
-        let head = self.head.read().unwrap_or_else(|p| p.into_inner());
-        let flushing = self.flushing.read().unwrap_or_else(|p| p.into_inner());
-        view_in(
-            &self.dir,
-            &head,
-            Some(&flushing),
-            start_ns,
-            end_ns,
-            &Default::default(),
-        )
+        self.view_except(start_ns, end_ns, &Default::default())
     }
 
     /// `scan` leaving out the parts named in `known` (a query node reads
@@ -687,11 +676,29 @@ impl LogStore {
         end_ns: i64,
         known: &std::collections::HashSet<String>,
     ) -> Result<(Vec<RecordBatch>, PartNames), LogStoreError> {
-        let head = self.head.read().unwrap_or_else(|p| p.into_inner());
-        let flushing = self.flushing.read().unwrap_or_else(|p| p.into_inner());
-        let view = view_in(&self.dir, &head, Some(&flushing), start_ns, end_ns, known)?;
+        let view = self.view_except(start_ns, end_ns, known)?;
         let parts = view.parts.clone();
         Ok((read_view(view, start_ns, end_ns), parts))
+    }
+
+    fn view_except(
+        &self,
+        start_ns: i64,
+        end_ns: i64,
+        known: &std::collections::HashSet<String>,
+    ) -> Result<LogView, LogStoreError> {
+        let head = self.head.read().unwrap_or_else(|p| p.into_inner());
+        let flushing = self.flushing.read().unwrap_or_else(|p| p.into_inner());
+        let listed = live_parts(&self.dir)?;
+        view_in(
+            &self.dir,
+            listed,
+            &head,
+            Some(&flushing),
+            start_ns,
+            end_ns,
+            known,
+        )
     }
 
     /// Merges the files of each finished hour that is spread over several
@@ -888,6 +895,7 @@ pub type PartNames = Vec<(String, Vec<String>)>;
 
 fn view_in(
     dir: &Path,
+    listed: Vec<(PathBuf, PartMeta)>,
     head: &LogHead,
     flushing: Option<&Flushing>,
     start_ns: i64,
@@ -899,10 +907,7 @@ fn view_in(
     let mut parts = Vec::new();
     // Until the flush's part is listed, its lines are read from memory.
     let mut flushed = flushing.is_none_or(|f| f.records.is_empty());
-    for part in list_parts(dir)? {
-        let Ok(meta) = read_part_meta(&part) else {
-            continue;
-        };
+    for (part, meta) in listed {
         if flushing.is_some_and(|f| meta.wal_before >= f.wal_before) {
             flushed = true;
         }
@@ -947,17 +952,6 @@ fn view_in(
     })
 }
 
-fn scan_in(
-    dir: &Path,
-    head: &LogHead,
-    flushing: Option<&Flushing>,
-    start_ns: i64,
-    end_ns: i64,
-) -> Result<Vec<RecordBatch>, LogStoreError> {
-    let view = view_in(dir, head, flushing, start_ns, end_ns, &Default::default())?;
-    Ok(read_view(view, start_ns, end_ns))
-}
-
 /// The rows of a view's files and head in [start_ns, end_ns]; unreadable
 /// files are reported and skipped.
 fn read_view(view: LogView, start_ns: i64, end_ns: i64) -> Vec<RecordBatch> {
@@ -985,40 +979,77 @@ fn read_view(view: LogView, start_ns: i64, end_ns: i64) -> Vec<RecordBatch> {
 }
 
 /// A read-only view of a log store directory (parts plus the WAL replayed
-/// privately): safe while a collector writes it.
+/// privately): safe while a collector writes it. It reads the parts that
+/// were flushed before its replay (or a compaction of those); parts
+/// flushed later hold lines it has from the WAL already.
 pub struct LogSnapshot {
     dir: PathBuf,
     head: LogHead,
+    /// WAL segments from here on are in `head`.
+    wal_before: u64,
     pub report: wal::ReplayReport,
 }
 
+/// A flush racing the replay makes `LogSnapshot::open` start over; a store
+/// flushing faster than it can be replayed this often is an error.
+const SNAPSHOT_ATTEMPTS: usize = 10;
+
 impl LogSnapshot {
     pub fn open(dir: &Path) -> Result<LogSnapshot, LogStoreError> {
-        let wal_before = list_parts(dir)?
-            .iter()
-            .filter_map(|p| read_part_meta(p).ok())
-            .map(|m| m.wal_before)
-            .max()
-            .unwrap_or(0);
-        let mut head = LogHead::default();
-        let mut checkpoints = BTreeMap::new();
-        let report = Wal::replay_from(&dir.join("wal"), wal_before, |b| {
-            let _ = replay_entry(b, &mut head, &mut checkpoints);
-        })?;
-        Ok(LogSnapshot {
-            dir: dir.to_path_buf(),
-            head,
-            report,
-        })
+        let newest = |dir| -> Result<u64, LogStoreError> {
+            Ok(live_parts(dir)?
+                .iter()
+                .map(|(_, m)| m.wal_before)
+                .max()
+                .unwrap_or(0))
+        };
+        let mut attempt = 1;
+        loop {
+            let wal_before = newest(dir)?;
+            let mut head = LogHead::default();
+            let mut checkpoints = BTreeMap::new();
+            let replayed = Wal::replay_from(&dir.join("wal"), wal_before, |b| {
+                let _ = replay_entry(b, &mut head, &mut checkpoints);
+            });
+            // A part flushed meanwhile may have had its segments deleted
+            // before the replay read them.
+            let raced = newest(dir)? != wal_before;
+            match replayed {
+                Ok(report) if !raced => {
+                    return Ok(LogSnapshot {
+                        dir: dir.to_path_buf(),
+                        head,
+                        wal_before,
+                        report,
+                    })
+                }
+                Err(e) if attempt >= SNAPSHOT_ATTEMPTS => return Err(e.into()),
+                Ok(_) if attempt >= SNAPSHOT_ATTEMPTS => {
+                    return Err(LogStoreError::Io {
+                        path: dir.to_path_buf(),
+                        msg: format!("flushed again during each of {attempt} replays"),
+                    })
+                }
+                _ => attempt += 1,
+            }
+        }
+    }
+
+    /// Parts this snapshot reads: flushed before its replay.
+    fn parts(&self) -> Result<Vec<(PathBuf, PartMeta)>, LogStoreError> {
+        let mut parts = live_parts(&self.dir)?;
+        parts.retain(|(_, m)| m.wal_before <= self.wal_before);
+        Ok(parts)
     }
 
     pub fn scan(&self, start_ns: i64, end_ns: i64) -> Result<Vec<RecordBatch>, LogStoreError> {
-        scan_in(&self.dir, &self.head, None, start_ns, end_ns)
+        Ok(read_view(self.view(start_ns, end_ns)?, start_ns, end_ns))
     }
 
     pub fn view(&self, start_ns: i64, end_ns: i64) -> Result<LogView, LogStoreError> {
         view_in(
             &self.dir,
+            self.parts()?,
             &self.head,
             None,
             start_ns,
@@ -1265,6 +1296,22 @@ fn list_parts(dir: &Path) -> Result<Vec<PathBuf>, LogStoreError> {
     Ok(out)
 }
 
+/// Parts with their manifests, leaving out those a listed compaction
+/// replaces (they linger until it deletes them) and unreadable ones.
+fn live_parts(dir: &Path) -> Result<Vec<(PathBuf, PartMeta)>, LogStoreError> {
+    let listed: Vec<(PathBuf, PartMeta)> = list_parts(dir)?
+        .into_iter()
+        .filter_map(|p| read_part_meta(&p).ok().map(|m| (p, m)))
+        .collect();
+    let replaced: std::collections::HashSet<&String> =
+        listed.iter().flat_map(|(_, m)| &m.replaces).collect();
+    Ok(listed
+        .iter()
+        .filter(|(p, _)| !replaced.contains(&file_name(p)))
+        .cloned()
+        .collect())
+}
+
 fn read_part_meta(part: &Path) -> Result<PartMeta, LogStoreError> {
     let path = part.join("meta.json");
     let bytes = std::fs::read(&path).map_err(io(&path))?;
@@ -1387,6 +1434,54 @@ mod tests {
         );
         appender.join().unwrap();
         assert_eq!((s.head_len(), s.part_stats().1), (1, 6));
+    }
+
+    #[test]
+    fn a_snapshot_reads_each_line_once_while_the_store_flushes() {
+        let dir = tempfile::tempdir().unwrap();
+        let lines: Vec<LogRecord> = (0..6).map(|i| line(i, &format!("m{i}"))).collect();
+        let (s, _) = LogStore::open(dir.path()).unwrap();
+        s.append(lines[..3].to_vec()).unwrap();
+        s.flush().unwrap();
+        s.append(lines[3..].to_vec()).unwrap();
+        let snapshot = LogSnapshot::open(dir.path()).unwrap();
+        let read = |snapshot: &LogSnapshot| {
+            let mut v: Vec<String> = snapshot
+                .scan(i64::MIN, i64::MAX)
+                .unwrap()
+                .iter()
+                .flat_map(from_batch)
+                .map(|r| r.message)
+                .collect();
+            v.sort();
+            v
+        };
+        let all: Vec<String> = lines.iter().map(|l| l.message.clone()).collect();
+        assert_eq!(read(&snapshot), all);
+        // The lines it replayed are flushed and their WAL trimmed: the
+        // new part is not read again.
+        s.flush().unwrap();
+        assert_eq!(read(&snapshot), all);
+        assert_eq!(read(&LogSnapshot::open(dir.path()).unwrap()), all);
+        // A compaction's output and its inputs side by side (before it
+        // deletes them): the inputs are left out.
+        let parts = list_parts(dir.path()).unwrap();
+        let merged = dir.path().join("parts").join("zz-merged");
+        std::fs::create_dir(&merged).unwrap();
+        let mut meta = read_part_meta(&parts[0]).unwrap();
+        for f in &meta.files {
+            std::fs::copy(parts[0].join(&f.file), merged.join(&f.file)).unwrap();
+        }
+        meta.replaces = vec![file_name(&parts[0])];
+        std::fs::write(merged.join("meta.json"), serde_json::to_vec(&meta).unwrap()).unwrap();
+        assert_eq!(read(&LogSnapshot::open(dir.path()).unwrap()), all);
+        assert_eq!(all_messages(&s), all);
+    }
+
+    fn all_messages(s: &LogStore) -> Vec<String> {
+        let mut v: Vec<String> = all(s).into_iter().map(|r| r.message).collect();
+        v.sort();
+        v
     }
 
     #[test]
