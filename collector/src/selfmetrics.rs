@@ -517,6 +517,13 @@ impl SelfCollector {
             "Log lines in the in-memory head",
             self.logs.head_len() as f64,
         )?;
+        let held = ConstCounter::new(self.logs.held_at_cap().as_secs_f64());
+        held.encode(enc.encode_descriptor(
+            "carbonio_collector_log_head_full_seconds",
+            "Time appends waited because the log head was full (TCP, TLS and file senders were slowed; UDP dropped)",
+            None,
+            held.metric_type(),
+        )?)?;
         gauge(
             enc,
             "carbonio_collector_log_parts",

@@ -208,6 +208,11 @@ fn rotation_and_kill_9_lose_and_duplicate_nothing() {
         metrics.contains("carbonio_collector_tail_lines_total{path="),
         "{metrics}"
     );
+    // The head never filled: nothing was held.
+    let held = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("carbonio_collector_log_head_full_seconds_total "));
+    assert_eq!(held.map(str::parse::<f64>), Some(Ok(0.0)), "{metrics}");
     drop(collector);
 }
 

@@ -223,6 +223,8 @@ pub struct LogStore {
     maintenance: std::sync::Mutex<()>,
     /// `HEAD_CAP_LINES`, smaller in tests.
     head_cap: usize,
+    /// Nanoseconds appenders were held at `head_cap` (see `wait_for_room`).
+    held_at_cap_ns: std::sync::atomic::AtomicU64,
     /// Counts acknowledged lines into log-derived metrics.
     observer: RwLock<Option<Arc<crate::logmetrics::LogMetrics>>>,
     /// Turns acknowledged zmstat rows (ident `zimbramon`) into metrics.
@@ -344,6 +346,7 @@ impl LogStore {
                 gate: RwLock::new(()),
                 maintenance: std::sync::Mutex::new(()),
                 head_cap: HEAD_CAP_LINES,
+                held_at_cap_ns: Default::default(),
                 observer: RwLock::new(None),
                 zmstat: RwLock::new(None),
             },
@@ -464,6 +467,7 @@ impl LogStore {
         if self.head_len() < self.head_cap {
             return;
         }
+        let since = std::time::Instant::now();
         let _one = self.maintenance.lock().unwrap_or_else(|p| p.into_inner());
         // A flush may have emptied it while this appender waited.
         if self.head_len() >= self.head_cap {
@@ -471,6 +475,18 @@ impl LogStore {
                 tracing::error!(error = %e, "flushing a full log head failed; it keeps growing");
             }
         }
+        let held = u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.held_at_cap_ns
+            .fetch_add(held, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// How long appenders were held because the head was full, in total:
+    /// time the senders over TCP, TLS and files were slowed.
+    pub fn held_at_cap(&self) -> std::time::Duration {
+        let ns = self
+            .held_at_cap_ns
+            .load(std::sync::atomic::Ordering::Relaxed);
+        std::time::Duration::from_nanos(ns)
     }
 
     /// Writes the head out as a part; returns its manifest (None if empty).
@@ -1434,6 +1450,7 @@ mod tests {
         );
         appender.join().unwrap();
         assert_eq!((s.head_len(), s.part_stats().1), (1, 6));
+        assert!(s.held_at_cap() >= wait, "{:?}", s.held_at_cap());
     }
 
     #[test]
