@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 /// Writes `inputs`' row groups, in order, to `out`; returns the row count.
 /// The first input's key-value metadata (the Arrow schema) is kept, and
-/// the inputs' token filters are joined in the same order.
+/// the inputs' token filters are joined in the same order; fsynced.
 pub fn concat(inputs: &[&Path], out: &Path) -> Result<usize, ParquetError> {
     let files = inputs
         .iter()
@@ -91,6 +91,7 @@ pub fn concat(inputs: &[&Path], out: &Path) -> Result<usize, ParquetError> {
     for entry in kv {
         writer.append_key_value_metadata(entry);
     }
-    writer.close()?;
+    // Durable before the compaction deletes its inputs.
+    writer.into_inner()?.sync_all()?;
     Ok(rows)
 }

@@ -22,6 +22,7 @@ use crate::logs::{Checkpoint, FileId, LineRef, LogRecord, WalEntry};
 use arrow_array::types::Int32Type;
 use arrow_array::{Array, RecordBatch, StringArray, TimestampNanosecondArray};
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
+use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnChunk, ArrowColumnWriter};
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
@@ -129,6 +130,26 @@ fn token_filter(batch: &RecordBatch) -> RowGroupFilter {
 /// (or per batch, if shorter), their token filters after them; fsynced.
 fn write_hour_file(
     path: &Path,
+    batches: impl Iterator<Item = Result<RecordBatch, arrow_schema::ArrowError>> + Send,
+    props: WriterProperties,
+) -> Result<usize, LogStoreError> {
+    // The next row group is gathered (from the head, in file order) while
+    // this one is encoded.
+    std::thread::scope(|scope| {
+        let (next, gathered) = std::sync::mpsc::sync_channel(1);
+        scope.spawn(move || {
+            for batch in batches {
+                if next.send(batch).is_err() {
+                    break; // the writer failed
+                }
+            }
+        });
+        write_batches(path, gathered.into_iter(), props)
+    })
+}
+
+fn write_batches(
+    path: &Path,
     batches: impl Iterator<Item = Result<RecordBatch, arrow_schema::ArrowError>>,
     props: WriterProperties,
 ) -> Result<usize, LogStoreError> {
@@ -137,7 +158,12 @@ fn write_hour_file(
         msg: e.to_string(),
     };
     let file = std::fs::File::create(path).map_err(io(path))?;
-    let mut w = parquet::arrow::ArrowWriter::try_new(file, schema(), Some(props)).map_err(pq)?;
+    let schema = schema();
+    // The Arrow writer sets up the file (schema, Arrow metadata); row groups
+    // are then encoded column by column, on two threads.
+    let (mut w, columns) = parquet::arrow::ArrowWriter::try_new(file, schema.clone(), Some(props))
+        .and_then(|w| w.into_serialized_writer())
+        .map_err(pq)?;
     let mut filters = Vec::new();
     let mut rows = 0;
     for batch in batches {
@@ -148,9 +174,14 @@ fn write_hour_file(
         let mut start = 0;
         while start < batch.num_rows() {
             let group = batch.slice(start, ROW_GROUP_ROWS.min(batch.num_rows() - start));
-            w.write(&group).map_err(pq)?;
-            w.flush().map_err(pq)?;
-            filters.push(token_filter(&group));
+            let writers = columns.create_column_writers(filters.len()).map_err(pq)?;
+            let (chunks, filter) = encode_row_group(&schema, &group, writers).map_err(pq)?;
+            let mut row_group = w.next_row_group().map_err(pq)?;
+            for chunk in chunks {
+                chunk.append_to_row_group(&mut row_group).map_err(pq)?;
+            }
+            row_group.close().map_err(pq)?;
+            filters.push(filter);
             start += group.num_rows();
         }
         rows += batch.num_rows();
@@ -161,6 +192,44 @@ fn write_hour_file(
     let file = w.into_inner().map_err(pq)?;
     file.sync_all().map_err(io(path))?;
     Ok(rows)
+}
+
+/// Encodes one row group's columns and builds its token filter: the
+/// messages (most of the compression) on a second thread, the rest here.
+/// A flush is most of the log store's CPU, and ingest often leaves a core
+/// for it.
+fn encode_row_group(
+    schema: &Schema,
+    group: &RecordBatch,
+    writers: Vec<ArrowColumnWriter>,
+) -> Result<(Vec<ArrowColumnChunk>, RowGroupFilter), parquet::errors::ParquetError> {
+    let encode = |i: usize, mut writer: ArrowColumnWriter| {
+        for leaf in compute_leaves(schema.field(i), group.column(i))? {
+            writer.write(&leaf)?;
+        }
+        writer.close()
+    };
+    let mut writers: Vec<Option<ArrowColumnWriter>> = writers.into_iter().map(Some).collect();
+    let aside = schema.index_of("message").ok();
+    let aside_writer = aside.and_then(|i| writers.get_mut(i)?.take());
+    std::thread::scope(|scope| {
+        let other = aside
+            .zip(aside_writer)
+            .map(|(i, writer)| scope.spawn(move || encode(i, writer)));
+        // Column order, as the file's schema has them.
+        let mut chunks = Vec::with_capacity(writers.len());
+        for (i, writer) in writers.into_iter().enumerate() {
+            chunks.push(writer.map(|w| encode(i, w)).transpose()?);
+        }
+        let filter = token_filter(group);
+        if let Some((i, thread)) = aside.zip(other) {
+            let panicked =
+                || parquet::errors::ParquetError::General("encoding the messages panicked".into());
+            chunks[i] = Some(thread.join().map_err(|_| panicked())??);
+        }
+        let chunks = chunks.into_iter().flatten().collect();
+        Ok((chunks, filter))
+    })
 }
 
 /// One Parquet file of a part: its hour and event-time range.
