@@ -1595,6 +1595,21 @@ mod tests {
             .filter(|i| filters[0].may_contain(key(&format!("id{i:x}"))))
             .count();
         assert!(elsewhere < 10, "{elsewhere} of 100 false positives");
+        // Columns encoded on two threads land in the schema's order, with
+        // the Arrow types (dictionaries, UTC timestamps) kept in the file.
+        let file = std::fs::File::open(path).unwrap();
+        let reader =
+            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+        assert_eq!(reader.schema().fields(), schema().fields());
+        let read: Vec<LogRecord> = reader
+            .build()
+            .unwrap()
+            .flat_map(|b| from_batch(&b.unwrap()))
+            .collect();
+        assert_eq!(read.len(), n + 1);
+        assert!(read
+            .iter()
+            .any(|r| r.message == "late arrival" && r.host == "mta1"));
     }
 
     #[test]
