@@ -520,7 +520,7 @@ impl SelfCollector {
         let held = ConstCounter::new(self.logs.held_at_cap().as_secs_f64());
         held.encode(enc.encode_descriptor(
             "carbonio_collector_log_head_full_seconds",
-            "Time appends waited because the log head was full (TCP, TLS and file senders were slowed; UDP dropped)",
+            "Time appends waited because the log head was full, summed over the appenders waiting (TCP, TLS and file senders were slowed; UDP dropped)",
             None,
             held.metric_type(),
         )?)?;

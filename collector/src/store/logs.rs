@@ -733,11 +733,17 @@ impl LogStore {
         std::fs::File::open(&meta_path)
             .and_then(|f| f.sync_all())
             .map_err(io(&meta_path))?;
+        // The files' directory entries are durable before the part shows.
+        std::fs::File::open(&tmp)
+            .and_then(|d| d.sync_all())
+            .map_err(io(&tmp))?;
         let dest = parts.join(&name);
         std::fs::rename(&tmp, &dest).map_err(io(&dest))?;
-        std::fs::File::open(&parts)
-            .and_then(|d| d.sync_all())
-            .map_err(io(&parts))?;
+        // The part is listed now: an error here must not put its lines back
+        // into the head (the next flush would store them twice).
+        if let Err(e) = std::fs::File::open(&parts).and_then(|d| d.sync_all()) {
+            tracing::error!(path = %parts.display(), error = %e, "fsync of the parts directory failed after a new part");
+        }
         Ok(meta)
     }
 
@@ -1065,13 +1071,15 @@ fn read_view(view: LogView, start_ns: i64, end_ns: i64) -> Vec<RecordBatch> {
 
 /// A read-only view of a log store directory (parts plus the WAL replayed
 /// privately): safe while a collector writes it. It reads the parts that
-/// were flushed before its replay (or a compaction of those); parts
+/// were flushed before its replay (or a compaction of only those); parts
 /// flushed later hold lines it has from the WAL already.
 pub struct LogSnapshot {
     dir: PathBuf,
     head: LogHead,
     /// WAL segments from here on are in `head`.
     wal_before: u64,
+    /// The parts it read when opened.
+    read: std::collections::HashSet<String>,
     pub report: wal::ReplayReport,
 }
 
@@ -1081,32 +1089,37 @@ const SNAPSHOT_ATTEMPTS: usize = 10;
 
 impl LogSnapshot {
     pub fn open(dir: &Path) -> Result<LogSnapshot, LogStoreError> {
-        let newest = |dir| -> Result<u64, LogStoreError> {
-            Ok(live_parts(dir)?
+        let mut attempt = 1;
+        loop {
+            let wal_before = live_parts(dir)?
                 .iter()
                 .map(|(_, m)| m.wal_before)
                 .max()
-                .unwrap_or(0))
-        };
-        let mut attempt = 1;
-        loop {
-            let wal_before = newest(dir)?;
+                .unwrap_or(0);
             let mut head = LogHead::default();
             let mut checkpoints = BTreeMap::new();
             let replayed = Wal::replay_from(&dir.join("wal"), wal_before, |b| {
                 let _ = replay_entry(b, &mut head, &mut checkpoints);
             });
-            // A part flushed meanwhile may have had its segments deleted
-            // before the replay read them.
-            let raced = newest(dir)? != wal_before;
+            // A flush may have deleted segments from `wal_before` on before
+            // the replay read them: then the replay starts later.
+            let complete = |r: &wal::ReplayReport| {
+                r.first_segment
+                    .is_none_or(|first| first <= wal_before.max(1))
+            };
             match replayed {
-                Ok(report) if !raced => {
+                Ok(report) if complete(&report) => {
+                    let read = parts_up_to(dir, wal_before)?
+                        .iter()
+                        .map(|(p, _)| file_name(p))
+                        .collect();
                     return Ok(LogSnapshot {
                         dir: dir.to_path_buf(),
                         head,
                         wal_before,
+                        read,
                         report,
-                    })
+                    });
                 }
                 Err(e) if attempt >= SNAPSHOT_ATTEMPTS => return Err(e.into()),
                 Ok(_) if attempt >= SNAPSHOT_ATTEMPTS => {
@@ -1120,21 +1133,47 @@ impl LogSnapshot {
         }
     }
 
-    /// Parts this snapshot reads: flushed before its replay.
-    fn parts(&self) -> Result<Vec<(PathBuf, PartMeta)>, LogStoreError> {
-        let mut parts = live_parts(&self.dir)?;
-        parts.retain(|(_, m)| m.wal_before <= self.wal_before);
-        Ok(parts)
+    /// Parts this snapshot reads: flushed before its replay. None once a
+    /// compaction merged one of them with a later part (whose lines are in
+    /// the head): the snapshot is stale.
+    fn parts(&self) -> Result<Option<Vec<(PathBuf, PartMeta)>>, LogStoreError> {
+        let newer_merged = listed_parts(&self.dir)?
+            .into_iter()
+            .filter(|(_, m)| m.wal_before > self.wal_before)
+            .any(|(_, m)| m.replaces.iter().any(|r| self.read.contains(r)));
+        if newer_merged {
+            return Ok(None);
+        }
+        parts_up_to(&self.dir, self.wal_before).map(Some)
     }
 
     pub fn scan(&self, start_ns: i64, end_ns: i64) -> Result<Vec<RecordBatch>, LogStoreError> {
         Ok(read_view(self.view(start_ns, end_ns)?, start_ns, end_ns))
     }
 
+    /// Reads through a fresh snapshot when this one is stale (until its
+    /// owner replaces it).
     pub fn view(&self, start_ns: i64, end_ns: i64) -> Result<LogView, LogStoreError> {
+        if let Some(parts) = self.parts()? {
+            return self.view_of(parts, start_ns, end_ns);
+        }
+        let fresh = LogSnapshot::open(&self.dir)?;
+        let parts = fresh.parts()?.ok_or_else(|| LogStoreError::Io {
+            path: self.dir.clone(),
+            msg: "compacted again while a fresh snapshot was read".into(),
+        })?;
+        fresh.view_of(parts, start_ns, end_ns)
+    }
+
+    fn view_of(
+        &self,
+        parts: Vec<(PathBuf, PartMeta)>,
+        start_ns: i64,
+        end_ns: i64,
+    ) -> Result<LogView, LogStoreError> {
         view_in(
             &self.dir,
-            self.parts()?,
+            parts,
             &self.head,
             None,
             start_ns,
@@ -1381,20 +1420,36 @@ fn list_parts(dir: &Path) -> Result<Vec<PathBuf>, LogStoreError> {
     Ok(out)
 }
 
-/// Parts with their manifests, leaving out those a listed compaction
-/// replaces (they linger until it deletes them) and unreadable ones.
-fn live_parts(dir: &Path) -> Result<Vec<(PathBuf, PartMeta)>, LogStoreError> {
-    let listed: Vec<(PathBuf, PartMeta)> = list_parts(dir)?
+/// Parts with readable manifests.
+fn listed_parts(dir: &Path) -> Result<Vec<(PathBuf, PartMeta)>, LogStoreError> {
+    Ok(list_parts(dir)?
         .into_iter()
         .filter_map(|p| read_part_meta(&p).ok().map(|m| (p, m)))
-        .collect();
-    let replaced: std::collections::HashSet<&String> =
-        listed.iter().flat_map(|(_, m)| &m.replaces).collect();
-    Ok(listed
-        .iter()
-        .filter(|(p, _)| !replaced.contains(&file_name(p)))
-        .cloned()
         .collect())
+}
+
+/// Parts to read, leaving out those a listed compaction replaces (they
+/// linger until it deletes them).
+fn without_replaced(listed: Vec<(PathBuf, PartMeta)>) -> Vec<(PathBuf, PartMeta)> {
+    let replaced: std::collections::HashSet<String> = listed
+        .iter()
+        .flat_map(|(_, m)| m.replaces.iter().cloned())
+        .collect();
+    listed
+        .into_iter()
+        .filter(|(p, _)| !replaced.contains(&file_name(p)))
+        .collect()
+}
+
+fn live_parts(dir: &Path) -> Result<Vec<(PathBuf, PartMeta)>, LogStoreError> {
+    Ok(without_replaced(listed_parts(dir)?))
+}
+
+/// The live parts among those covering WAL segments before `wal_before`.
+fn parts_up_to(dir: &Path, wal_before: u64) -> Result<Vec<(PathBuf, PartMeta)>, LogStoreError> {
+    let mut listed = listed_parts(dir)?;
+    listed.retain(|(_, m)| m.wal_before <= wal_before);
+    Ok(without_replaced(listed))
 }
 
 fn read_part_meta(part: &Path) -> Result<PartMeta, LogStoreError> {
@@ -1531,17 +1586,7 @@ mod tests {
         s.flush().unwrap();
         s.append(lines[3..].to_vec()).unwrap();
         let snapshot = LogSnapshot::open(dir.path()).unwrap();
-        let read = |snapshot: &LogSnapshot| {
-            let mut v: Vec<String> = snapshot
-                .scan(i64::MIN, i64::MAX)
-                .unwrap()
-                .iter()
-                .flat_map(from_batch)
-                .map(|r| r.message)
-                .collect();
-            v.sort();
-            v
-        };
+        let read = snapshot_messages;
         let all: Vec<String> = lines.iter().map(|l| l.message.clone()).collect();
         assert_eq!(read(&snapshot), all);
         // The lines it replayed are flushed and their WAL trimmed: the
@@ -1562,6 +1607,34 @@ mod tests {
         std::fs::write(merged.join("meta.json"), serde_json::to_vec(&meta).unwrap()).unwrap();
         assert_eq!(read(&LogSnapshot::open(dir.path()).unwrap()), all);
         assert_eq!(all_messages(&s), all);
+    }
+
+    #[test]
+    fn a_snapshot_survives_a_compaction_with_a_later_part() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, _) = LogStore::open(dir.path()).unwrap();
+        s.append(vec![line(1, "flushed before")]).unwrap();
+        s.flush().unwrap();
+        s.append(vec![line(2, "replayed")]).unwrap();
+        let snapshot = LogSnapshot::open(dir.path()).unwrap();
+        // The replayed line is flushed, then merged with the part the
+        // snapshot reads, which is deleted: the snapshot is stale.
+        s.flush().unwrap();
+        assert_eq!(s.compact(10 * HOUR_NS).unwrap(), 2);
+        assert_eq!(snapshot_messages(&snapshot), ["flushed before", "replayed"]);
+    }
+
+    /// Every message a snapshot reads, sorted.
+    fn snapshot_messages(snapshot: &LogSnapshot) -> Vec<String> {
+        let mut v: Vec<String> = snapshot
+            .scan(i64::MIN, i64::MAX)
+            .unwrap()
+            .iter()
+            .flat_map(from_batch)
+            .map(|r| r.message)
+            .collect();
+        v.sort();
+        v
     }
 
     fn all_messages(s: &LogStore) -> Vec<String> {

@@ -27,6 +27,8 @@ pub enum WalError {
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct ReplayReport {
     pub segments: usize,
+    /// The lowest segment read.
+    pub first_segment: Option<u64>,
     pub records: usize,
     /// (segment, byte offset, what was wrong) for each segment cut short.
     pub damaged: Vec<(PathBuf, u64, String)>,
@@ -143,6 +145,7 @@ impl Wal {
             let path = segment_path(dir, n);
             let (valid_len, damage) = replay_segment(&path, &mut apply, &mut report.records)?;
             report.segments += 1;
+            report.first_segment = report.first_segment.or(Some(n));
             if let Some(what) = damage {
                 report.damaged.push((path, valid_len, what));
             }
@@ -165,6 +168,7 @@ impl Wal {
             let path = segment_path(dir, n);
             let (valid_len, damage) = replay_segment(&path, &mut apply, &mut report.records)?;
             report.segments += 1;
+            report.first_segment = report.first_segment.or(Some(n));
             if let Some(what) = damage {
                 tracing::warn!(segment = %path.display(), offset = valid_len, "WAL segment damaged: {what}; a copy is kept in quarantine/");
                 quarantine(dir, &path)?;
