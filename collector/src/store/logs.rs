@@ -1091,11 +1091,9 @@ impl LogSnapshot {
     pub fn open(dir: &Path) -> Result<LogSnapshot, LogStoreError> {
         let mut attempt = 1;
         loop {
-            let wal_before = live_parts(dir)?
-                .iter()
-                .map(|(_, m)| m.wal_before)
-                .max()
-                .unwrap_or(0);
+            // Every live part is read: the newest one sets `wal_before`.
+            let live = live_parts(dir)?;
+            let wal_before = live.iter().map(|(_, m)| m.wal_before).max().unwrap_or(0);
             let mut head = LogHead::default();
             let mut checkpoints = BTreeMap::new();
             let replayed = Wal::replay_from(&dir.join("wal"), wal_before, |b| {
@@ -1109,10 +1107,7 @@ impl LogSnapshot {
             };
             match replayed {
                 Ok(report) if complete(&report) => {
-                    let read = parts_up_to(dir, wal_before)?
-                        .iter()
-                        .map(|(p, _)| file_name(p))
-                        .collect();
+                    let read = live.iter().map(|(p, _)| file_name(p)).collect();
                     return Ok(LogSnapshot {
                         dir: dir.to_path_buf(),
                         head,
@@ -1137,14 +1132,16 @@ impl LogSnapshot {
     /// compaction merged one of them with a later part (whose lines are in
     /// the head): the snapshot is stale.
     fn parts(&self) -> Result<Option<Vec<(PathBuf, PartMeta)>>, LogStoreError> {
-        let newer_merged = listed_parts(&self.dir)?
+        let (older, newer): (Vec<_>, Vec<_>) = listed_parts(&self.dir)?
             .into_iter()
-            .filter(|(_, m)| m.wal_before > self.wal_before)
+            .partition(|(_, m)| m.wal_before <= self.wal_before);
+        let newer_merged = newer
+            .iter()
             .any(|(_, m)| m.replaces.iter().any(|r| self.read.contains(r)));
         if newer_merged {
             return Ok(None);
         }
-        parts_up_to(&self.dir, self.wal_before).map(Some)
+        Ok(Some(without_replaced(older)))
     }
 
     pub fn scan(&self, start_ns: i64, end_ns: i64) -> Result<Vec<RecordBatch>, LogStoreError> {
@@ -1445,13 +1442,6 @@ fn live_parts(dir: &Path) -> Result<Vec<(PathBuf, PartMeta)>, LogStoreError> {
     Ok(without_replaced(listed_parts(dir)?))
 }
 
-/// The live parts among those covering WAL segments before `wal_before`.
-fn parts_up_to(dir: &Path, wal_before: u64) -> Result<Vec<(PathBuf, PartMeta)>, LogStoreError> {
-    let mut listed = listed_parts(dir)?;
-    listed.retain(|(_, m)| m.wal_before <= wal_before);
-    Ok(without_replaced(listed))
-}
-
 fn read_part_meta(part: &Path) -> Result<PartMeta, LogStoreError> {
     let path = part.join("meta.json");
     let bytes = std::fs::read(&path).map_err(io(&path))?;
@@ -1586,7 +1576,7 @@ mod tests {
         s.flush().unwrap();
         s.append(lines[3..].to_vec()).unwrap();
         let snapshot = LogSnapshot::open(dir.path()).unwrap();
-        let read = snapshot_messages;
+        let read = |snapshot: &LogSnapshot| sorted_messages(snapshot.scan(i64::MIN, i64::MAX));
         let all: Vec<String> = lines.iter().map(|l| l.message.clone()).collect();
         assert_eq!(read(&snapshot), all);
         // The lines it replayed are flushed and their WAL trimmed: the
@@ -1606,7 +1596,7 @@ mod tests {
         meta.replaces = vec![file_name(&parts[0])];
         std::fs::write(merged.join("meta.json"), serde_json::to_vec(&meta).unwrap()).unwrap();
         assert_eq!(read(&LogSnapshot::open(dir.path()).unwrap()), all);
-        assert_eq!(all_messages(&s), all);
+        assert_eq!(sorted_messages(s.scan(i64::MIN, i64::MAX)), all);
     }
 
     #[test]
@@ -1621,24 +1611,18 @@ mod tests {
         // snapshot reads, which is deleted: the snapshot is stale.
         s.flush().unwrap();
         assert_eq!(s.compact(10 * HOUR_NS).unwrap(), 2);
-        assert_eq!(snapshot_messages(&snapshot), ["flushed before", "replayed"]);
+        let read = snapshot.scan(i64::MIN, i64::MAX);
+        assert_eq!(sorted_messages(read), ["flushed before", "replayed"]);
     }
 
-    /// Every message a snapshot reads, sorted.
-    fn snapshot_messages(snapshot: &LogSnapshot) -> Vec<String> {
-        let mut v: Vec<String> = snapshot
-            .scan(i64::MIN, i64::MAX)
+    /// The messages of a scan's batches, sorted.
+    fn sorted_messages(scanned: Result<Vec<RecordBatch>, LogStoreError>) -> Vec<String> {
+        let mut v: Vec<String> = scanned
             .unwrap()
             .iter()
             .flat_map(from_batch)
             .map(|r| r.message)
             .collect();
-        v.sort();
-        v
-    }
-
-    fn all_messages(s: &LogStore) -> Vec<String> {
-        let mut v: Vec<String> = all(s).into_iter().map(|r| r.message).collect();
         v.sort();
         v
     }
