@@ -7,9 +7,11 @@
 //! Rotation: a file renamed away keeps being read through its open handle
 //! until it has been quiet for `rotate_wait`, while the new file at the path
 //! is read from its start; a file truncated in place (copytruncate) is read
-//! again from its start. A file rotated while the collector was down is
-//! found again by its identity (device, inode, first-line checksum) in its
-//! directory and read from its checkpoint.
+//! again from its start, and its copy (the same first line) from where the
+//! original was stored up to, then finished like a renamed file. A file
+//! rotated while the collector was down is found again by its identity
+//! (device, inode, first-line checksum) in its directory and read from its
+//! checkpoint.
 
 pub mod follow;
 pub mod mailbox;
@@ -154,6 +156,7 @@ impl State {
         };
         let rotate_wait = self.config.rotate_wait.0;
         let mut finished = Vec::new();
+        let mut copied = Vec::new();
         for (i, f) in self.followed.iter_mut().enumerate() {
             let group = &self.config.files[f.group];
             // A retired file is finished once quiet for rotate_wait.
@@ -163,6 +166,9 @@ impl State {
                 .is_some_and(|_| f.follower.last_data.elapsed() >= rotate_wait);
             match f.follower.poll(idle(group), finish) {
                 Ok(progress) => {
+                    if let Some((id, offset)) = &progress.truncated {
+                        copied.push((f.group, f.follower.path.clone(), *id, *offset));
+                    }
                     let ok = store(
                         &self.logs,
                         &self.stats,
@@ -182,6 +188,9 @@ impl State {
                     }
                 }
             }
+        }
+        for (group, path, id, offset) in copied {
+            self.follow_copy(group, &path, &id, offset);
         }
         for i in finished.into_iter().rev() {
             let f = self.followed.remove(i);
@@ -279,56 +288,91 @@ impl State {
 
     /// Checkpointed files no longer at a watched path (rotated while we
     /// were down): found in their directory by identity, read from their
-    /// checkpoint, then finished like any rotated file.
+    /// checkpoint, then finished like any rotated file. A copy found for
+    /// its truncated original is read from its own checkpoint if it has one.
     fn resume_rotated(
         &mut self,
         checkpoints: &BTreeMap<FileId, Checkpoint>,
         claimed: &BTreeSet<FileId>,
     ) {
+        let mut found = Vec::new();
         for (id, checkpoint) in checkpoints {
             if claimed.contains(id) {
                 continue;
             }
             let old = Path::new(&checkpoint.path);
-            let group = self.config.files.iter().position(|f| {
-                f.paths
+            let group = self.group_of(old);
+            match group.and_then(|g| find_by_identity(old, id, checkpoint.offset).map(|f| (g, f))) {
+                Some((group, (path, itself))) => found.push((itself, group, path, id, checkpoint)),
+                None => self.logs.forget_checkpoint(id),
+            }
+        }
+        // Files found by their own identity first.
+        found.sort_by_key(|(itself, ..)| !itself);
+        for (_, group, path, id, checkpoint) in found {
+            let followed = std::fs::metadata(&path).is_ok_and(|m| {
+                self.followed
                     .iter()
-                    .any(|p| Path::new(p).parent() == old.parent())
+                    .any(|f| f.follower.dev_ino() == dev_ino(&m))
             });
-            let found =
-                group.and_then(|g| find_by_identity(old, id, checkpoint.offset).map(|p| (g, p)));
-            let Some((group, path)) = found else {
+            if followed {
                 self.logs.forget_checkpoint(id);
                 continue;
-            };
-            let files = &self.config.files[group];
-            let opened = std::fs::File::open(&path).and_then(|file| {
-                Follower::new(
-                    path.clone(),
-                    file,
-                    checkpoint.offset,
-                    self.config.max_line_size,
-                    grouper_factory(files, self.config.max_line_size),
-                )
-            });
-            match opened {
-                Ok(mut follower) => {
-                    tracing::info!(path = %path.display(), was = %old.display(), offset = checkpoint.offset, "resuming a file rotated while stopped");
-                    follower.retired = Some(Instant::now());
-                    self.followed.push(Followed { group, follower });
-                }
-                Err(e) => {
-                    tracing::warn!(path = %path.display(), error = %e, "cannot reopen a rotated file")
-                }
+            }
+            let old = Path::new(&checkpoint.path);
+            tracing::info!(path = %path.display(), was = %old.display(), offset = checkpoint.offset, "resuming a file rotated while stopped");
+            self.follow_retired(group, &path, checkpoint.offset);
+        }
+    }
+
+    /// A file truncated in place: its copy holds what was not stored yet.
+    fn follow_copy(&mut self, group: usize, truncated: &Path, id: &FileId, offset: u64) {
+        match find_by_identity(truncated, id, offset) {
+            Some((copy, false)) => {
+                tracing::info!(path = %copy.display(), was = %truncated.display(), offset, "reading the copy of a truncated file");
+                self.follow_retired(group, &copy, offset);
+            }
+            _ => tracing::info!(path = %truncated.display(), "no copy of a truncated file found"),
+        }
+    }
+
+    /// Reads a rotated file from `offset` until it has been quiet for `rotate_wait`.
+    fn follow_retired(&mut self, group: usize, path: &Path, offset: u64) {
+        let files = &self.config.files[group];
+        let opened = std::fs::File::open(path).and_then(|file| {
+            Follower::new(
+                path.to_path_buf(),
+                file,
+                offset,
+                self.config.max_line_size,
+                grouper_factory(files, self.config.max_line_size),
+            )
+        });
+        match opened {
+            Ok(mut follower) => {
+                follower.retired = Some(Instant::now());
+                self.followed.push(Followed { group, follower });
+            }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot reopen a rotated file")
             }
         }
     }
+
+    /// The group whose patterns watch `path`'s directory.
+    fn group_of(&self, path: &Path) -> Option<usize> {
+        self.config.files.iter().position(|f| {
+            f.paths
+                .iter()
+                .any(|p| Path::new(p).parent() == path.parent())
+        })
+    }
 }
 
-/// A file in `old`'s directory with the checkpointed identity: the same
-/// inode and first line (renamed), or else the same first line and at least
-/// `offset` bytes (copied by copytruncate).
-fn find_by_identity(old: &Path, id: &FileId, offset: u64) -> Option<PathBuf> {
+/// A file in `old`'s directory with the checkpointed identity, and whether
+/// it is that file itself: the same inode and first line (renamed), or else
+/// the same first line and at least `offset` bytes (copied by copytruncate).
+fn find_by_identity(old: &Path, id: &FileId, offset: u64) -> Option<(PathBuf, bool)> {
     let dir = old.parent()?;
     let mut copy = None;
     for entry in std::fs::read_dir(dir).ok()?.flatten() {
@@ -341,10 +385,10 @@ fn find_by_identity(old: &Path, id: &FileId, offset: u64) -> Option<PathBuf> {
             continue;
         }
         if dev_ino(&meta) == (id.dev, id.ino) {
-            return Some(path);
+            return Some((path, true));
         }
         if meta.len() >= offset && copy.is_none() {
-            copy = Some(path);
+            copy = Some((path, false));
         }
     }
     copy
@@ -369,7 +413,7 @@ fn store(
     follower: &mut Follower,
     progress: follow::Progress,
 ) -> bool {
-    if let Some(old) = progress.truncated {
+    if let Some((old, _)) = progress.truncated {
         stats.with(&follower.path, |c| c.truncations += 1);
         logs.forget_checkpoint(&old);
     }

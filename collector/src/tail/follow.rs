@@ -48,8 +48,9 @@ pub struct Progress {
     pub checkpoint: u64,
     pub bytes_read: u64,
     /// The file was truncated in place (copytruncate) and is read from the
-    /// top; this was its identity before.
-    pub truncated: Option<FileId>,
+    /// top: its identity before, and the offset up to which that content
+    /// is stored (the rest, if copied, is read from the copy).
+    pub truncated: Option<(FileId, u64)>,
     /// Lines longer than the limit, cut.
     pub long_lines: u64,
 }
@@ -153,12 +154,11 @@ impl Follower {
             }
         };
         if size < read_pos || rewritten {
-            // copytruncate: what we hold was valid content; keep it, then
-            // start over with the new content.
-            progress.truncated = self.id();
-            self.close_all(&mut progress);
-            self.buf_start = 0;
+            // copytruncate: what we hold is incomplete (its end went to the
+            // copy), so it is dropped and the copy read from the commit.
+            progress.truncated = self.id().map(|id| (id, self.committed));
             self.committed = 0;
+            self.rewind();
             self.fingerprint = fingerprint(&self.file)?;
         }
         while (progress.bytes_read as usize) < READ_BUDGET {
@@ -310,10 +310,11 @@ mod tests {
     fn copytruncate_starts_over() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.log");
-        std::fs::write(&path, "first line\nsecond\n").unwrap();
+        std::fs::write(&path, "first line\nsecond\nthi").unwrap();
         let mut f =
             Follower::new(path.clone(), File::open(&path).unwrap(), 0, 100, plain()).unwrap();
         assert_eq!(f.poll(Duration::ZERO, false).unwrap().records.len(), 2);
+        f.commit(18);
         let before = f.id().unwrap();
         // Truncated and rewritten beyond the old size before we looked again.
         let mut w = std::fs::OpenOptions::new()
@@ -323,7 +324,8 @@ mod tests {
             .unwrap();
         w.write_all(b"new content that is longer\nx\n").unwrap();
         let p = f.poll(Duration::ZERO, false).unwrap();
-        assert_eq!(p.truncated, Some(before));
+        // The held "thi" is not a line: its end is in the copy.
+        assert_eq!(p.truncated, Some((before, 18)));
         assert_eq!(texts(&p), ["new content that is longer", "x"]);
         assert_ne!(f.id().unwrap(), before);
         assert_eq!(p.checkpoint, 29);
