@@ -335,6 +335,62 @@ fn send_lines(addr: &str, host: &str, from: i64, n: usize) {
     s.write_all(&out).unwrap();
 }
 
+/// Compares two query results; on a difference names the series and the
+/// points that differ, rather than printing both whole.
+fn assert_same_result(ours: &Value, single_node: &Value, what: &str) {
+    if ours == single_node {
+        return;
+    }
+    let by_series = |v: &Value| -> std::collections::BTreeMap<String, Value> {
+        v["result"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|s| {
+                let points = if s["values"].is_null() {
+                    &s["value"]
+                } else {
+                    &s["values"]
+                };
+                (s["metric"].to_string(), points.clone())
+            })
+            .collect()
+    };
+    let (a, b) = (by_series(ours), by_series(single_node));
+    let mut diff = Vec::new();
+    for key in a.keys().chain(b.keys()).collect::<BTreeSet<_>>() {
+        match (a.get(key), b.get(key)) {
+            (Some(x), Some(y)) if x == y => {}
+            (Some(x), Some(y)) => {
+                let (xs, ys) = (
+                    x.as_array().cloned().unwrap_or_default(),
+                    y.as_array().cloned().unwrap_or_default(),
+                );
+                let only_ours: Vec<&Value> = xs.iter().filter(|p| !ys.contains(p)).collect();
+                let only_single: Vec<&Value> = ys.iter().filter(|p| !xs.contains(p)).collect();
+                diff.push(format!(
+                    "{key}: query node only {only_ours:?}, single node only {only_single:?}"
+                ));
+            }
+            (x, _) => diff.push(format!(
+                "{key}: only on the {}",
+                if x.is_some() {
+                    "query node"
+                } else {
+                    "single node"
+                }
+            )),
+        }
+    }
+    if diff.is_empty() {
+        diff.push(format!("query node {ours}\nsingle node {single_node}"));
+    }
+    panic!(
+        "{what}: the query node and the single node differ:\n{}",
+        diff.join("\n")
+    );
+}
+
 fn get(base: &str, path: &str) -> Value {
     let auth = format!("Basic {}", base64(format!("admin:{PASSWORD}").as_bytes()));
     let (status, _, body) = http_get(&format!("{base}{path}"), &[("Authorization", &auth)])
@@ -598,17 +654,25 @@ fn two_collectors_in_network_namespaces_answer_through_one_query_node_as_one_nod
     });
     let (qb, sb) = (q.url(""), single.url(""));
 
-    // Both answer once the single node has every line and sample.
+    // Compared once both have every line and sample: a scraper that read
+    // the last version may have timed out on it (1 s, on a loaded machine)
+    // and stores it at its next scrape.
     let total_lines = Value::from(700);
-    wait_until(
-        "the single node has everything",
-        Duration::from_secs(60),
-        || {
-            sql_rows(&sb, "SELECT count(*) AS n FROM logs")[0]["n"] == total_lines
-            && get(&sb, &format!("/api/v1/query?query=count_over_time(fleet_test_value%5B2h%5D)&time={last_ts}"))["result"]
+    let has_everything = |base: &str| {
+        sql_rows(base, "SELECT count(*) AS n FROM logs")[0]["n"] == total_lines
+            && get(
+                base,
+                &format!(
+                    "/api/v1/query?query=count_over_time(fleet_test_value%5B2h%5D)&time={last_ts}"
+                ),
+            )["result"]
                 .as_array()
                 .is_some_and(|r| r.len() == 7 && r.iter().all(|s| s["value"][1] == "16"))
-        },
+    };
+    wait_until(
+        "the single node and the query node have everything",
+        Duration::from_secs(60),
+        || has_everything(&sb) && has_everything(&qb),
     );
     let (from, to) = (base_s, last_ts);
     let mut compared = 0;
@@ -631,14 +695,14 @@ fn two_collectors_in_network_namespaces_answer_through_one_query_node_as_one_nod
                 .is_some_and(|r| !r.is_empty()),
             "{q}: no data"
         );
-        assert_eq!(ours, single_node, "{q}");
+        assert_same_result(&ours, &single_node, &q);
         compared += 1;
     }
     let raw = format!(
         "/api/v1/query?query={}&time={to}",
         percent_encode("fleet_test_value[2h]")
     );
-    assert_eq!(get(&qb, &raw), get(&sb, &raw), "raw samples");
+    assert_same_result(&get(&qb, &raw), &get(&sb, &raw), "raw samples");
     let series = format!(
         "/api/v1/series?match[]={}&start={from}&end={to}",
         percent_encode("{__name__=~\"fleet_test_.*\"}")

@@ -72,6 +72,9 @@ struct CacheEntry {
     seen: u64,
     prev: u64,
     generation: u64,
+    /// Its last sample carried its own (honored) timestamp: as Prometheus
+    /// does, such a series gets no staleness marker.
+    timestamped: bool,
 }
 
 impl CacheEntry {
@@ -99,7 +102,7 @@ impl TargetState {
         let mut out: Vec<Sample> = self
             .cache
             .values()
-            .filter(|e| e.seen == self.scrape)
+            .filter(|e| e.seen == self.scrape && !e.timestamped)
             .filter_map(|e| e.labels.clone())
             .map(|labels| stale(labels, now_ms))
             .collect();
@@ -119,7 +122,7 @@ impl TargetState {
         self.cache.retain(|_, e| {
             let in_last = e.seen == last || (failed && e.seen == now && e.prev == last);
             let in_now = e.seen == now && !failed;
-            if in_last && !in_now {
+            if in_last && !in_now && !e.timestamped {
                 if let Some(l) = &e.labels {
                     markers.push(stale(l.clone(), now_ms));
                 }
@@ -369,10 +372,12 @@ fn process_cached(
             Event::Sample(s) => {
                 scraped += 1;
                 let value = s.value;
-                let timestamp_ms = s.timestamp_ms;
+                let timestamp_ms = s.timestamp_ms.filter(|_| job.config.honor_timestamps);
+                let timestamped = timestamp_ms.is_some();
                 let labels = match state.cache.get_mut(s.series) {
                     Some(e) if e.generation == generation => {
                         e.see(scrape);
+                        e.timestamped = timestamped;
                         e.labels.clone()
                     }
                     Some(e) => {
@@ -385,6 +390,7 @@ fn process_cached(
                         e.labels = labels.clone();
                         e.see(scrape);
                         e.generation = generation;
+                        e.timestamped = timestamped;
                         labels
                     }
                     None => {
@@ -399,20 +405,17 @@ fn process_cached(
                                 seen: scrape,
                                 prev: 0,
                                 generation,
+                                timestamped,
                             },
                         );
                         labels
                     }
                 };
                 let Some(labels) = labels else { continue };
-                let timestamp_ms = match (job.config.honor_timestamps, timestamp_ms) {
-                    (true, Some(t)) => t,
-                    _ => now_ms,
-                };
                 samples.push(Sample {
                     labels,
                     value,
-                    timestamp_ms,
+                    timestamp_ms: timestamp_ms.unwrap_or(now_ms),
                 });
             }
             Event::Help { family, text } => meta_entry(&mut meta, family).help = Some(text),
@@ -539,6 +542,30 @@ mod tests {
         );
         assert_eq!(run(&mut st, Some("a 3\n")), (1, vec![]));
         assert_eq!(st.end_of_run(&target(), 0).len(), 1 + SYNTHETIC.len());
+
+        // Series with their own timestamps never go stale, unless the job
+        // ignores those timestamps.
+        let mut st = TargetState::default();
+        assert_eq!(run(&mut st, Some("t 1 1000\nu 1\n")), (2, vec![]));
+        assert_eq!(run(&mut st, None), (0, vec!["u".to_string()]));
+        assert_eq!(run(&mut st, Some("t 1 2000\nu 1\n")), (2, vec![]));
+        assert_eq!(st.end_of_run(&target(), 0).len(), 1 + SYNTHETIC.len());
+        let j = job("    honor_timestamps: false\n");
+        let mut st = TargetState::default();
+        let mut added = 0;
+        st.scrape += 1;
+        process_cached(
+            &j,
+            &target(),
+            "t 1 1000\n",
+            Format::Text004,
+            0,
+            &mut st,
+            &mut added,
+        )
+        .unwrap();
+        st.scrape += 1;
+        assert_eq!(st.finish_scrape(true, 0).len(), 1);
     }
 
     #[test]
