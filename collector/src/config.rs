@@ -155,8 +155,8 @@ pub struct ObjectStoreConfig {
     /// compaction has joined them into days).
     #[serde(default = "default_upload_after")]
     pub upload_after: Dur,
-    /// How long an uploaded log part's local files stay (searches that
-    /// listed them may still read them).
+    /// How long an uploaded log part's local files, and parts a compaction
+    /// replaced, stay (searches that listed them may still read them).
     #[serde(default = "default_local_grace")]
     pub local_grace: Dur,
     /// Local copies of the parts of remote files queries read (default:

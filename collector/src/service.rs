@@ -436,7 +436,8 @@ impl Collector {
         }
     }
 
-    /// Flush the log head, compact finished hours, apply retention.
+    /// Flush the log head, compact finished hours (deleting what earlier
+    /// compactions replaced once readers are done), apply retention.
     pub fn maintain_logs(&self) {
         match self.logs.flush() {
             Ok(Some(meta)) => tracing::info!(
@@ -453,6 +454,11 @@ impl Collector {
         if let Err(e) = self.logs.compact(now_ns) {
             tracing::error!(error = %e, "log compaction failed");
         }
+        let tier = crate::store::tier::installed();
+        let grace = tier.map_or(crate::store::logs::REPLACED_GRACE, |t| t.local_grace());
+        if let Err(e) = self.logs.remove_replaced(grace) {
+            tracing::error!(error = %e, "deleting compacted log parts failed; tried again later");
+        }
         let max_age = (self.options.retention_time.as_nanos() as i64).max(0);
         if let Err(e) = self
             .logs
@@ -460,7 +466,7 @@ impl Collector {
         {
             tracing::error!(error = %e, "log retention failed");
         }
-        if let Some(tier) = crate::store::tier::installed() {
+        if let Some(tier) = tier {
             if let Err(e) = self.logs.upload_parts(tier, now_ns, tier.local_grace()) {
                 tracing::error!(error = %e, "uploading log parts failed; they stay local and are tried again");
             }

@@ -64,6 +64,9 @@ fn wal_bytes(lines: usize, text: usize) -> usize {
 /// larger buffers are cut down to this.
 const SPARE_LINES: usize = 4 << 20;
 const SPARE_TEXT_BYTES: usize = 512 << 20;
+/// How long parts a compaction replaced stay when no object store sets
+/// `local_grace`: searches and SQL that listed them finish reading.
+pub const REPLACED_GRACE: std::time::Duration = std::time::Duration::from_secs(300);
 /// Columns written without min/max statistics.
 const UNPRUNED_COLUMNS: [&str; 7] = [
     "procid",
@@ -369,19 +372,14 @@ impl LogStore {
         std::fs::create_dir_all(dir.join("parts")).map_err(io(dir))?;
         let mut report = LogOpenReport::default();
         let mut wal_before = 0;
-        let parts = list_parts(dir)?;
-        let replaced: std::collections::BTreeSet<String> = parts
-            .iter()
-            .filter_map(|p| read_part_meta(p).ok())
-            .flat_map(|m| m.replaces)
-            .collect();
-        for part in parts {
-            let name = file_name(&part);
-            if replaced.contains(&name) {
-                // A compaction finished but crashed before deleting its inputs.
-                remove_part(&part)?;
-                continue;
+        // Parts a compaction replaced (kept for the last run's readers) go.
+        let listed = listed_parts(dir)?;
+        for (_, meta) in &listed {
+            for name in &meta.replaces {
+                remove_part_after_inputs(&dir.join("parts"), name, &listed)?;
             }
+        }
+        for part in list_parts(dir)? {
             match verify_part(&part) {
                 Ok(meta) => wal_before = wal_before.max(meta.wal_before),
                 Err(e) => {
@@ -795,13 +793,13 @@ impl LogStore {
     /// Merges the files of each finished hour that is spread over several
     /// parts (one flush after another) into one file. Only parts holding
     /// such an hour are rewritten, so history is not rewritten again and
-    /// again; a part is only merged once all its hours are finished.
+    /// again; a part is only merged once all its hours are finished. The
+    /// inputs stay for readers that listed them, until `remove_replaced`.
     pub fn compact(&self, now_ns: i64) -> Result<usize, LogStoreError> {
         let _one = self.maintenance.lock().unwrap_or_else(|p| p.into_inner());
         let current_hour = now_ns.div_euclid(HOUR_NS) * HOUR_NS;
-        let finished: Vec<(PathBuf, PartMeta)> = list_parts(&self.dir)?
+        let finished: Vec<(PathBuf, PartMeta)> = live_parts(&self.dir)?
             .into_iter()
-            .filter_map(|p| read_part_meta(&p).ok().map(|m| (p, m)))
             .filter(|(_, m)| m.files.iter().all(|f| f.max_time < current_hour))
             .collect();
         let mut files_per_hour: BTreeMap<String, usize> = BTreeMap::new();
@@ -861,10 +859,31 @@ impl LogStore {
         let wal_before = inputs.iter().map(|(_, m)| m.wal_before).max().unwrap_or(0);
         let names = inputs.iter().map(|(p, _)| file_name(p)).collect();
         self.write_part(hours, wal_before, names)?;
-        for (p, _) in &inputs {
-            remove_part(p)?;
-        }
         Ok(inputs.len())
+    }
+
+    /// Deletes the parts a compaction replaced once its output is `grace`
+    /// old: a search or SQL query that listed them before may still be
+    /// opening their files (as Thanos delays the deletion of compacted
+    /// blocks).
+    pub fn remove_replaced(&self, grace: std::time::Duration) -> Result<usize, LogStoreError> {
+        let _one = self.maintenance.lock().unwrap_or_else(|p| p.into_inner());
+        let listed = listed_parts(&self.dir)?;
+        let parts = self.dir.join("parts");
+        let mut removed = 0;
+        for (path, meta) in &listed {
+            let age = std::fs::metadata(path.join("meta.json"))
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok());
+            if meta.replaces.is_empty() || age.is_none_or(|a| a < grace) {
+                continue;
+            }
+            for name in &meta.replaces {
+                removed += remove_part_after_inputs(&parts, name, &listed)?;
+            }
+        }
+        Ok(removed)
     }
 
     /// Deletes parts whose newest line is older than `max_age_ns`, then the
@@ -876,10 +895,8 @@ impl LogStore {
         max_bytes: u64,
     ) -> Result<usize, LogStoreError> {
         let _one = self.maintenance.lock().unwrap_or_else(|p| p.into_inner());
-        let mut parts: Vec<(PathBuf, PartMeta)> = list_parts(&self.dir)?
-            .into_iter()
-            .filter_map(|p| read_part_meta(&p).ok().map(|m| (p, m)))
-            .collect();
+        let listed = listed_parts(&self.dir)?;
+        let mut parts = without_replaced(listed.clone());
         parts.sort_by_key(|(_, m)| m.files.iter().map(|f| f.max_time).max().unwrap_or(0));
         let mut total: u64 = parts.iter().map(|(_, m)| m.bytes()).sum();
         let mut removed = 0;
@@ -890,7 +907,7 @@ impl LogStore {
             if !too_old && !too_big {
                 break;
             }
-            remove_part(p)?;
+            remove_part_after_inputs(&self.dir.join("parts"), &file_name(p), &listed)?;
             total -= m.bytes();
             removed += 1;
         }
@@ -918,10 +935,8 @@ impl LogStore {
         let after = i64::try_from(tier.upload_after().as_nanos()).unwrap_or(i64::MAX);
         let cutoff = now_ns.saturating_sub(after);
         let mut uploaded = 0;
-        for part in list_parts(&self.dir)? {
-            let Ok(meta) = read_part_meta(&part) else {
-                continue;
-            };
+        // Replaced parts are not uploaded: they are deleted soon.
+        for (part, meta) in live_parts(&self.dir)? {
             let files: Vec<String> = meta.files.iter().map(|f| f.file.clone()).collect();
             if super::tier::RemotePart::read(&part).is_some() {
                 let marked = std::fs::metadata(part.join(super::tier::MARKER))
@@ -948,12 +963,12 @@ impl LogStore {
         Ok(uploaded)
     }
 
-    /// Parts on disk: (count, rows, bytes).
+    /// Live parts (not replaced by a compaction): (count, rows, bytes).
     pub fn part_stats(&self) -> (usize, usize, u64) {
-        list_parts(&self.dir)
+        live_parts(&self.dir)
             .unwrap_or_default()
             .iter()
-            .filter_map(|p| read_part_meta(p).ok())
+            .map(|(_, m)| m)
             .fold((0, 0, 0), |(n, r, b), m| {
                 (n + 1, r + m.rows(), b + m.bytes())
             })
@@ -1442,6 +1457,42 @@ fn live_parts(dir: &Path) -> Result<Vec<(PathBuf, PartMeta)>, LogStoreError> {
     Ok(without_replaced(listed_parts(dir)?))
 }
 
+/// Deletes part `name` (if still there) after the parts it replaces,
+/// transitively: a crash in between never leaves a replaced part without
+/// the part that replaces it, which would make it live again. Gives the
+/// number of parts deleted.
+fn remove_part_after_inputs(
+    parts: &Path,
+    name: &str,
+    listed: &[(PathBuf, PartMeta)],
+) -> Result<usize, LogStoreError> {
+    // Names are checked as file names; a damaged manifest naming a cycle
+    // visits each part once.
+    fn remove(
+        parts: &Path,
+        name: &str,
+        listed: &[(PathBuf, PartMeta)],
+        visited: &mut std::collections::HashSet<String>,
+    ) -> Result<usize, LogStoreError> {
+        let path = parts.join(name);
+        if file_name(&path) != name || !visited.insert(name.to_string()) || !path.exists() {
+            return Ok(0);
+        }
+        let inputs = listed
+            .iter()
+            .find(|(p, _)| file_name(p) == name)
+            .map(|(_, m)| m.replaces.as_slice())
+            .unwrap_or_default();
+        let mut removed = 0;
+        for input in inputs {
+            removed += remove(parts, input, listed, visited)?;
+        }
+        remove_part(&path)?;
+        Ok(removed + 1)
+    }
+    remove(parts, name, listed, &mut Default::default())
+}
+
 fn read_part_meta(part: &Path) -> Result<PartMeta, LogStoreError> {
     let path = part.join("meta.json");
     let bytes = std::fs::read(&path).map_err(io(&path))?;
@@ -1611,8 +1662,92 @@ mod tests {
         // snapshot reads, which is deleted: the snapshot is stale.
         s.flush().unwrap();
         assert_eq!(s.compact(10 * HOUR_NS).unwrap(), 2);
+        assert_eq!(s.remove_replaced(std::time::Duration::ZERO).unwrap(), 2);
         let read = snapshot.scan(i64::MIN, i64::MAX);
         assert_eq!(sorted_messages(read), ["flushed before", "replayed"]);
+    }
+
+    #[test]
+    fn compacted_parts_stay_for_readers_then_go_inputs_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, _) = LogStore::open(dir.path()).unwrap();
+        for i in 0..2 {
+            s.append(vec![line(i * 10, &format!("m{i}"))]).unwrap();
+            s.flush().unwrap();
+        }
+        // A search listed the parts just before the compaction.
+        let listed_before = s.view(i64::MIN, i64::MAX).unwrap();
+        assert_eq!(s.compact(10 * HOUR_NS).unwrap(), 2);
+        assert_eq!(s.remove_replaced(REPLACED_GRACE).unwrap(), 0);
+        let read = read_view(listed_before, i64::MIN, i64::MAX);
+        assert_eq!(sorted_messages(Ok(read)), ["m0", "m1"]);
+        // New reads and the part count see the output only.
+        assert_eq!(s.part_stats().0, 1);
+        assert_eq!(s.view(i64::MIN, i64::MAX).unwrap().files.len(), 1);
+        // Compacted again with a later flush: a chain of replaced parts.
+        s.append(vec![line(20, "m2")]).unwrap();
+        s.flush().unwrap();
+        assert_eq!(s.compact(10 * HOUR_NS).unwrap(), 2);
+        assert_eq!(list_parts(dir.path()).unwrap().len(), 5);
+        assert_eq!(
+            sorted_messages(s.scan(i64::MIN, i64::MAX)),
+            ["m0", "m1", "m2"]
+        );
+        // Retention of the last output takes the whole chain, inputs first.
+        assert_eq!(s.apply_retention(10 * HOUR_NS, HOUR_NS, 0).unwrap(), 1);
+        assert!(list_parts(dir.path()).unwrap().is_empty());
+        assert!(sorted_messages(s.scan(i64::MIN, i64::MAX)).is_empty());
+
+        // Past the grace, or at the next start, replaced parts go.
+        for i in 0..2 {
+            s.append(vec![line(i * 10, &format!("n{i}"))]).unwrap();
+            s.flush().unwrap();
+        }
+        assert_eq!(s.compact(10 * HOUR_NS).unwrap(), 2);
+        assert_eq!(s.remove_replaced(std::time::Duration::ZERO).unwrap(), 2);
+        assert_eq!(list_parts(dir.path()).unwrap().len(), 1);
+        s.append(vec![line(30, "n2")]).unwrap();
+        s.flush().unwrap();
+        assert_eq!(s.compact(10 * HOUR_NS).unwrap(), 2);
+        drop(s);
+        let (s, report) = LogStore::open(dir.path()).unwrap();
+        assert!(report.damaged_parts.is_empty());
+        assert_eq!(list_parts(dir.path()).unwrap().len(), 1);
+        assert_eq!(
+            sorted_messages(s.scan(i64::MIN, i64::MAX)),
+            ["n0", "n1", "n2"]
+        );
+    }
+
+    #[test]
+    fn a_part_replaced_is_deleted_before_the_part_replacing_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let parts = dir.path().join("parts");
+        let meta = |replaces: &[&str]| PartMeta {
+            files: Vec::new(),
+            wal_before: 0,
+            replaces: replaces.iter().map(|r| r.to_string()).collect(),
+        };
+        // c replaces b, b replaces a; a damaged manifest makes a cycle.
+        for (name, m) in [
+            ("a", meta(&["c"])),
+            ("b", meta(&["a"])),
+            ("c", meta(&["b"])),
+        ] {
+            std::fs::create_dir_all(parts.join(name)).unwrap();
+            std::fs::write(
+                parts.join(name).join("meta.json"),
+                serde_json::to_vec(&m).unwrap(),
+            )
+            .unwrap();
+        }
+        let listed = listed_parts(dir.path()).unwrap();
+        assert_eq!(remove_part_after_inputs(&parts, "c", &listed).unwrap(), 3);
+        assert!(list_parts(dir.path()).unwrap().is_empty());
+        assert_eq!(
+            remove_part_after_inputs(&parts, "../x", &listed).unwrap(),
+            0
+        );
     }
 
     /// The messages of a scan's batches, sorted.
