@@ -3,7 +3,9 @@
 //! rsyslog writing a plain file (its usual setup) and we our WAL + Parquet
 //! store. Reported: sustained ingest (lines/s and MB/s until every line is
 //! stored), CPU per million lines, stored bytes per line next to the raw
-//! text and `zstd -3` of it, and UDP loss at fixed send rates.
+//! text and `zstd -3` of it, and UDP loss at fixed send rates. With
+//! `--rounds N` both run N times, alternating who goes first, and the
+//! median of the per-round ratios is reported.
 
 use super::{cpu_ticks, free_port};
 use anyhow::{bail, Context, Result};
@@ -18,7 +20,13 @@ pub struct Options {
     /// UDP send rates (messages/s) to measure loss at.
     pub udp_rates: Vec<u64>,
     pub udp_seconds: u64,
+    /// Ingest rounds, each running both tools (UDP loss is measured in the
+    /// first).
+    pub rounds: usize,
 }
+
+/// (rate, sent, lost) per UDP send rate.
+type Losses = Vec<(u64, u64, u64)>;
 
 struct Ingest {
     name: &'static str,
@@ -48,24 +56,97 @@ pub fn run(binary: &Path, o: &Options) -> Result<()> {
         corpus.len() as f64 / 1e6,
         zstd as f64 / 1e6
     );
-    let dir = tempfile::tempdir()?;
-    let (tcp, udp) = (free_port()?, free_port()?);
+    // Rounds alternate who goes first: this machine's speed drifts over
+    // minutes, and each round's ratio compares two neighbouring runs.
+    let mut rounds = Vec::new();
+    let mut losses = None;
+    for round in 0..o.rounds.max(1) {
+        let dir = tempfile::tempdir()?;
+        let (tcp, udp) = (free_port()?, free_port()?);
+        let measure_udp = losses.is_none();
+        let ours_run = || -> Result<(Ingest, Losses)> {
+            let mut ours = Ours::start(binary, dir.path(), tcp, udp)?;
+            let ingest = ours.ingest(&corpus, lines, tcp)?;
+            let lost = match measure_udp {
+                true => udp_losses(&corpus, udp, o, |_| ours.udp_stored())?,
+                false => Vec::new(),
+            };
+            Ok((ingest, lost))
+        };
+        let theirs_run = || -> Result<(Ingest, Losses)> {
+            let mut theirs = Rsyslog::start(dir.path(), tcp, udp)?;
+            let ingest = theirs.ingest(&corpus, lines, tcp)?;
+            let lost = match measure_udp {
+                true => udp_losses(&corpus, udp, o, |_| theirs.udp_stored())?,
+                false => Vec::new(),
+            };
+            Ok((ingest, lost))
+        };
+        let ((ours, ours_lost), (theirs, theirs_lost)) = if round % 2 == 0 {
+            let ours = ours_run()?;
+            (ours, theirs_run()?)
+        } else {
+            let theirs = theirs_run()?;
+            (ours_run()?, theirs)
+        };
+        if measure_udp {
+            losses = Some((ours_lost, theirs_lost));
+        }
+        println!("round {} of {}:", round + 1, o.rounds.max(1));
+        report_round(&corpus, lines, zstd, &ours, &theirs);
+        rounds.push((ours, theirs));
+    }
+    if rounds.len() > 1 {
+        let ratio = |f: &dyn Fn(&Ingest, &Ingest) -> f64| {
+            let mut v: Vec<f64> = rounds.iter().map(|(a, b)| f(a, b)).collect();
+            v.sort_by(f64::total_cmp);
+            let median = match v.len() % 2 {
+                1 => v[v.len() / 2],
+                _ => (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0,
+            };
+            (median, v[0], v[v.len() - 1])
+        };
+        let rate = ratio(&|ours, theirs| theirs.seconds / ours.seconds);
+        let cpu = ratio(&|ours, theirs| ours.cpu_seconds / theirs.cpu_seconds);
+        let parquet = ratio(&|ours, theirs| theirs.seconds / ours.final_seconds);
+        println!(
+            "over {} rounds, median (min–max): ingest rate ours/rsyslog {:.2} ({:.2}–{:.2}); \
+             until Parquet {:.2} ({:.2}–{:.2}); CPU per line ours/rsyslog {:.2} ({:.2}–{:.2})",
+            rounds.len(),
+            rate.0,
+            rate.1,
+            rate.2,
+            parquet.0,
+            parquet.1,
+            parquet.2,
+            cpu.0,
+            cpu.1,
+            cpu.2
+        );
+    }
+    println!(
+        "{:<10} {:>10} {:>14} {:>14}",
+        "UDP msg/s", "sent", "ours lost %", "rsyslog lost %"
+    );
+    let (ours_udp, theirs_udp) = losses.unwrap_or_default();
+    for ((rate, sent, ours_lost), (_, _, theirs_lost)) in ours_udp.iter().zip(&theirs_udp) {
+        println!(
+            "{rate:<10} {sent:>10} {:>14.3} {:>14.3}",
+            *ours_lost as f64 * 100.0 / *sent as f64,
+            *theirs_lost as f64 * 100.0 / *sent as f64
+        );
+    }
+    println!("(ours fsyncs every batch before reading on; rsyslog's omfile writes without fsync, its default)");
+    Ok(())
+}
 
-    let mut ours = Ours::start(binary, dir.path(), tcp, udp)?;
-    let ours_ingest = ours.ingest(&corpus, lines, tcp)?;
-    let ours_udp = udp_losses(&corpus, udp, o, |_| ours.udp_stored())?;
-    drop(ours);
-
-    let mut theirs = Rsyslog::start(dir.path(), tcp, udp)?;
-    let theirs_ingest = theirs.ingest(&corpus, lines, tcp)?;
-    let theirs_udp = udp_losses(&corpus, udp, o, |_| theirs.udp_stored())?;
-    drop(theirs);
-
+/// One round's table: both tools' rates, CPU and stored bytes.
+fn report_round(corpus: &[u8], lines: u64, zstd: u64, ours: &Ingest, theirs: &Ingest) {
     println!(
         "{:<28} {:>10} {:>10} {:>8} {:>12} {:>12} {:>10}",
         "tool", "lines/s", "MB/s", "CPU s", "CPU s/M ln", "stored MB", "B/line"
     );
-    for m in [&ours_ingest, &theirs_ingest] {
+    for m in [ours, theirs] {
         println!(
             "{:<28} {:>10.0} {:>10.1} {:>8.2} {:>12.3} {:>12.1} {:>10.1}",
             m.name,
@@ -79,8 +160,8 @@ pub fn run(binary: &Path, o: &Options) -> Result<()> {
     }
     println!(
         "ours until every line is in Parquet as well: {:.0} lines/s, {:.3} CPU s/M lines",
-        lines as f64 / ours_ingest.final_seconds,
-        ours_ingest.final_cpu_seconds / lines as f64 * 1e6
+        lines as f64 / ours.final_seconds,
+        ours.final_cpu_seconds / lines as f64 * 1e6
     );
     println!(
         "raw text: {:.1} B/line; zstd -3 of it: {:.1} B/line",
@@ -89,24 +170,11 @@ pub fn run(binary: &Path, o: &Options) -> Result<()> {
     );
     println!(
         "ours: {:.1}x smaller than raw, {:.2}x the zstd size; ingest rate ours/rsyslog {:.2}, CPU per line ours/rsyslog {:.2}",
-        corpus.len() as f64 / ours_ingest.stored_bytes as f64,
-        ours_ingest.stored_bytes as f64 / zstd as f64,
-        theirs_ingest.seconds / ours_ingest.seconds,
-        ours_ingest.cpu_seconds / theirs_ingest.cpu_seconds
+        corpus.len() as f64 / ours.stored_bytes as f64,
+        ours.stored_bytes as f64 / zstd as f64,
+        theirs.seconds / ours.seconds,
+        ours.cpu_seconds / theirs.cpu_seconds
     );
-    println!(
-        "{:<10} {:>10} {:>14} {:>14}",
-        "UDP msg/s", "sent", "ours lost %", "rsyslog lost %"
-    );
-    for ((rate, sent, ours_lost), (_, _, theirs_lost)) in ours_udp.iter().zip(&theirs_udp) {
-        println!(
-            "{rate:<10} {sent:>10} {:>14.3} {:>14.3}",
-            *ours_lost as f64 * 100.0 / *sent as f64,
-            *theirs_lost as f64 * 100.0 / *sent as f64
-        );
-    }
-    println!("(ours fsyncs every batch before reading on; rsyslog's omfile writes without fsync, its default)");
-    Ok(())
 }
 
 fn zstd_size(corpus: &Path) -> Result<u64> {
@@ -146,7 +214,7 @@ fn udp_losses(
     port: u16,
     o: &Options,
     mut stored: impl FnMut(()) -> Result<u64>,
-) -> Result<Vec<(u64, u64, u64)>> {
+) -> Result<Losses> {
     let socket = UdpSocket::bind("127.0.0.1:0")?;
     socket.connect(("127.0.0.1", port))?;
     let mut lines = corpus

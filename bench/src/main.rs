@@ -114,6 +114,9 @@ enum Cmd {
         /// Seconds of UDP sending per rate.
         #[arg(long, default_value_t = 5)]
         udp_seconds: u64,
+        /// Ingest rounds, alternating which tool goes first; the median ratio is reported.
+        #[arg(long, default_value_t = 1)]
+        rounds: usize,
         /// Our binary [default: $CARGO_TARGET_DIR or <workspace>/target, then release/carbonio-monitor].
         #[arg(long)]
         binary: Option<PathBuf>,
@@ -275,6 +278,7 @@ fn main() -> Result<()> {
             corpus,
             udp_rates,
             udp_seconds,
+            rounds,
             binary,
         } => logs::run(
             &release_binary(binary),
@@ -282,6 +286,7 @@ fn main() -> Result<()> {
                 corpus,
                 udp_rates,
                 udp_seconds,
+                rounds,
             },
         ),
         Cmd::Rules {
