@@ -64,23 +64,14 @@ pub fn run(binary: &Path, o: &Options) -> Result<()> {
         let dir = tempfile::tempdir()?;
         let (tcp, udp) = (free_port()?, free_port()?);
         let measure_udp = losses.is_none();
+        let udp_at = measure_udp.then_some(udp);
         let ours_run = || -> Result<(Ingest, Losses)> {
-            let mut ours = Ours::start(binary, dir.path(), tcp, udp)?;
-            let ingest = ours.ingest(&corpus, lines, tcp)?;
-            let lost = match measure_udp {
-                true => udp_losses(&corpus, udp, o, |_| ours.udp_stored())?,
-                false => Vec::new(),
-            };
-            Ok((ingest, lost))
+            let ours = Ours::start(binary, dir.path(), tcp, udp)?;
+            measure(ours, &corpus, lines, tcp, udp_at, o)
         };
         let theirs_run = || -> Result<(Ingest, Losses)> {
-            let mut theirs = Rsyslog::start(dir.path(), tcp, udp)?;
-            let ingest = theirs.ingest(&corpus, lines, tcp)?;
-            let lost = match measure_udp {
-                true => udp_losses(&corpus, udp, o, |_| theirs.udp_stored())?,
-                false => Vec::new(),
-            };
-            Ok((ingest, lost))
+            let theirs = Rsyslog::start(dir.path(), tcp, udp)?;
+            measure(theirs, &corpus, lines, tcp, udp_at, o)
         };
         let ((ours, ours_lost), (theirs, theirs_lost)) = if round % 2 == 0 {
             let ours = ours_run()?;
@@ -138,6 +129,32 @@ pub fn run(binary: &Path, o: &Options) -> Result<()> {
     }
     println!("(ours fsyncs every batch before reading on; rsyslog's omfile writes without fsync, its default)");
     Ok(())
+}
+
+/// A syslog receiver under test: ours or rsyslog.
+trait Receiver {
+    /// Sends the corpus over TCP and waits until every line is stored.
+    fn ingest(&mut self, corpus: &[u8], lines: u64, tcp: u16) -> Result<Ingest>;
+    /// Lines received over UDP and stored so far.
+    fn udp_stored(&self) -> Result<u64>;
+}
+
+/// `receiver`'s TCP ingest, then its UDP losses when `udp` is its port;
+/// the receiver is stopped at the end.
+fn measure(
+    mut receiver: impl Receiver,
+    corpus: &[u8],
+    lines: u64,
+    tcp: u16,
+    udp: Option<u16>,
+    o: &Options,
+) -> Result<(Ingest, Losses)> {
+    let ingest = receiver.ingest(corpus, lines, tcp)?;
+    let lost = match udp {
+        Some(port) => udp_losses(corpus, port, o, |_| receiver.udp_stored())?,
+        None => Vec::new(),
+    };
+    Ok((ingest, lost))
 }
 
 /// One round's table: both tools' rates, CPU and stored bytes.
@@ -311,7 +328,9 @@ impl Ours {
         Ok((self.metric("carbonio_collector_log_head_lines", None)?
             + self.metric("carbonio_collector_log_lines_stored", None)?) as u64)
     }
+}
 
+impl Receiver for Ours {
     fn ingest(&mut self, corpus: &[u8], lines: u64, tcp: u16) -> Result<Ingest> {
         let pid = self.child.id();
         let cpu0 = cpu_ticks(pid)?;
@@ -411,7 +430,9 @@ input(type="imudp" address="127.0.0.1" port="{udp}" ruleset="udp")
             udp_out,
         })
     }
+}
 
+impl Receiver for Rsyslog {
     fn ingest(&mut self, corpus: &[u8], lines: u64, tcp: u16) -> Result<Ingest> {
         let pid = self.child.id();
         let cpu0 = cpu_ticks(pid)?;

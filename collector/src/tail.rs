@@ -310,18 +310,12 @@ impl State {
         // Files found by their own identity first.
         found.sort_by_key(|(itself, ..)| !itself);
         for (_, group, path, id, checkpoint) in found {
-            let followed = std::fs::metadata(&path).is_ok_and(|m| {
-                self.followed
-                    .iter()
-                    .any(|f| f.follower.dev_ino() == dev_ino(&m))
-            });
-            if followed {
+            if !self.follow_retired(group, &path, checkpoint.offset) {
                 self.logs.forget_checkpoint(id);
                 continue;
             }
             let old = Path::new(&checkpoint.path);
             tracing::info!(path = %path.display(), was = %old.display(), offset = checkpoint.offset, "resuming a file rotated while stopped");
-            self.follow_retired(group, &path, checkpoint.offset);
         }
     }
 
@@ -329,15 +323,26 @@ impl State {
     fn follow_copy(&mut self, group: usize, truncated: &Path, id: &FileId, offset: u64) {
         match find_by_identity(truncated, id, offset) {
             Some((copy, false)) => {
-                tracing::info!(path = %copy.display(), was = %truncated.display(), offset, "reading the copy of a truncated file");
-                self.follow_retired(group, &copy, offset);
+                if self.follow_retired(group, &copy, offset) {
+                    tracing::info!(path = %copy.display(), was = %truncated.display(), offset, "reading the copy of a truncated file");
+                }
             }
             _ => tracing::info!(path = %truncated.display(), "no copy of a truncated file found"),
         }
     }
 
-    /// Reads a rotated file from `offset` until it has been quiet for `rotate_wait`.
-    fn follow_retired(&mut self, group: usize, path: &Path, offset: u64) {
+    /// Reads a rotated file from `offset` until it has been quiet for
+    /// `rotate_wait`; false when that file is followed already (it is read
+    /// once, from where its follower is).
+    fn follow_retired(&mut self, group: usize, path: &Path, offset: u64) -> bool {
+        let followed = std::fs::metadata(path).is_ok_and(|m| {
+            self.followed
+                .iter()
+                .any(|f| f.follower.dev_ino() == dev_ino(&m))
+        });
+        if followed {
+            return false;
+        }
         let files = &self.config.files[group];
         let opened = std::fs::File::open(path).and_then(|file| {
             Follower::new(
@@ -357,6 +362,7 @@ impl State {
                 tracing::warn!(path = %path.display(), error = %e, "cannot reopen a rotated file")
             }
         }
+        true
     }
 
     /// The group whose patterns watch `path`'s directory.

@@ -14,7 +14,7 @@
 use crate::harness::{
     free_port, http_get, http_request, moto_at, spawn, unix_now, wait_until, Service, OURS,
 };
-use crate::promql_compat::{base64, percent_encode};
+use crate::promql_compat::{base64, data_difference, percent_encode};
 use serde_json::Value;
 use std::collections::{BTreeSet, HashSet};
 use std::io::{BufRead, BufReader, Write};
@@ -338,57 +338,13 @@ fn send_lines(addr: &str, host: &str, from: i64, n: usize) {
 /// Compares two query results; on a difference names the series and the
 /// points that differ, rather than printing both whole.
 fn assert_same_result(ours: &Value, single_node: &Value, what: &str) {
-    if ours == single_node {
-        return;
+    if ours != single_node {
+        let how = data_difference(single_node, ours)
+            .unwrap_or_else(|| format!("  query node {ours}\n  single node {single_node}"));
+        panic!(
+            "{what}: the query node (\"ours\") and the single node (\"prometheus\") differ:\n{how}"
+        );
     }
-    let by_series = |v: &Value| -> std::collections::BTreeMap<String, Value> {
-        v["result"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|s| {
-                let points = if s["values"].is_null() {
-                    &s["value"]
-                } else {
-                    &s["values"]
-                };
-                (s["metric"].to_string(), points.clone())
-            })
-            .collect()
-    };
-    let (a, b) = (by_series(ours), by_series(single_node));
-    let mut diff = Vec::new();
-    for key in a.keys().chain(b.keys()).collect::<BTreeSet<_>>() {
-        match (a.get(key), b.get(key)) {
-            (Some(x), Some(y)) if x == y => {}
-            (Some(x), Some(y)) => {
-                let (xs, ys) = (
-                    x.as_array().cloned().unwrap_or_default(),
-                    y.as_array().cloned().unwrap_or_default(),
-                );
-                let only_ours: Vec<&Value> = xs.iter().filter(|p| !ys.contains(p)).collect();
-                let only_single: Vec<&Value> = ys.iter().filter(|p| !xs.contains(p)).collect();
-                diff.push(format!(
-                    "{key}: query node only {only_ours:?}, single node only {only_single:?}"
-                ));
-            }
-            (x, _) => diff.push(format!(
-                "{key}: only on the {}",
-                if x.is_some() {
-                    "query node"
-                } else {
-                    "single node"
-                }
-            )),
-        }
-    }
-    if diff.is_empty() {
-        diff.push(format!("query node {ours}\nsingle node {single_node}"));
-    }
-    panic!(
-        "{what}: the query node and the single node differ:\n{}",
-        diff.join("\n")
-    );
 }
 
 fn get(base: &str, path: &str) -> Value {

@@ -1393,6 +1393,16 @@ fn parse_reply(http: u16, body: &[u8]) -> Reply {
     }
 }
 
+/// How two answers' `data` differ, shown as `compare` shows them with
+/// `expected` as "prometheus": for tests comparing two servers of ours.
+/// None when `compare` finds no difference.
+pub fn data_difference(expected: &serde_json::Value, ours: &serde_json::Value) -> Option<String> {
+    match (success(expected), success(ours)) {
+        (Ok(a), Ok(b)) => compare(&a, &b, false),
+        (Err(e), _) | (_, Err(e)) => Some(format!("  not a query answer: {e}")),
+    }
+}
+
 fn success(data: &serde_json::Value) -> Result<Reply, String> {
     let result_type = data["resultType"]
         .as_str()
@@ -1973,5 +1983,15 @@ mod unit {
         assert!(non_empty(&scalar));
         assert!(compare(&scalar, &a, false).is_some());
         assert!(matches!(parse_reply(200, b"<html>"), Reply::Broken(_)));
+        // Two servers of ours, compared by their answers' data.
+        let matrix = |v: &str| {
+            serde_json::json!({"resultType": "matrix", "result": [
+                {"metric": {"job": "a"}, "values": [[1, "1"], [2, v]]}]})
+        };
+        assert_eq!(data_difference(&matrix("2"), &matrix("2")), None);
+        let diff = data_difference(&matrix("2"), &matrix("1")).expect("differs");
+        assert!(diff.contains(r#"{job="a"} differs at point 1"#), "{diff}");
+        let diff = data_difference(&serde_json::Value::Null, &matrix("1")).expect("broken");
+        assert!(diff.contains("not a query answer"), "{diff}");
     }
 }

@@ -871,12 +871,12 @@ impl LogStore {
         let listed = listed_parts(&self.dir)?;
         let parts = self.dir.join("parts");
         let mut removed = 0;
-        for (path, meta) in &listed {
+        for (path, meta) in listed.iter().filter(|(_, m)| !m.replaces.is_empty()) {
             let age = std::fs::metadata(path.join("meta.json"))
                 .and_then(|m| m.modified())
                 .ok()
                 .and_then(|t| t.elapsed().ok());
-            if meta.replaces.is_empty() || age.is_none_or(|a| a < grace) {
+            if age.is_none_or(|a| a < grace) {
                 continue;
             }
             for name in &meta.replaces {
@@ -1667,14 +1667,20 @@ mod tests {
         assert_eq!(sorted_messages(read), ["flushed before", "replayed"]);
     }
 
+    /// Lines `{prefix}0`.. 10 s apart, each flushed into a part of its own.
+    fn flush_parts(s: &LogStore, prefix: &str, n: i64) {
+        for i in 0..n {
+            s.append(vec![line(i * 10, &format!("{prefix}{i}"))])
+                .unwrap();
+            s.flush().unwrap();
+        }
+    }
+
     #[test]
     fn compacted_parts_stay_for_readers_then_go_inputs_first() {
         let dir = tempfile::tempdir().unwrap();
         let (s, _) = LogStore::open(dir.path()).unwrap();
-        for i in 0..2 {
-            s.append(vec![line(i * 10, &format!("m{i}"))]).unwrap();
-            s.flush().unwrap();
-        }
+        flush_parts(&s, "m", 2);
         // A search listed the parts just before the compaction.
         let listed_before = s.view(i64::MIN, i64::MAX).unwrap();
         assert_eq!(s.compact(10 * HOUR_NS).unwrap(), 2);
@@ -1699,10 +1705,7 @@ mod tests {
         assert!(sorted_messages(s.scan(i64::MIN, i64::MAX)).is_empty());
 
         // Past the grace, or at the next start, replaced parts go.
-        for i in 0..2 {
-            s.append(vec![line(i * 10, &format!("n{i}"))]).unwrap();
-            s.flush().unwrap();
-        }
+        flush_parts(&s, "n", 2);
         assert_eq!(s.compact(10 * HOUR_NS).unwrap(), 2);
         assert_eq!(s.remove_replaced(std::time::Duration::ZERO).unwrap(), 2);
         assert_eq!(list_parts(dir.path()).unwrap().len(), 1);
@@ -1808,10 +1811,7 @@ mod tests {
     fn compaction_retention_and_damaged_parts() {
         let dir = tempfile::tempdir().unwrap();
         let (s, _) = LogStore::open(dir.path()).unwrap();
-        for i in 0..3 {
-            s.append(vec![line(i * 10, &format!("m{i}"))]).unwrap();
-            s.flush().unwrap();
-        }
+        flush_parts(&s, "m", 3);
         assert_eq!(s.part_stats().0, 3);
         assert_eq!(s.compact(10 * HOUR_NS).unwrap(), 3);
         assert_eq!(s.part_stats(), (1, 3, s.part_stats().2));
